@@ -1,0 +1,215 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"wxlogin/login"
+)
+
+// config is every setting, read once from the environment (and flags).
+type config struct {
+	Addr           string
+	DB             string
+	RedisURL       string
+	RedisPrefix    string
+	PublicURL      string
+	AppID          string
+	AppSecret      string
+	Token          string
+	AESKey         string
+	QRTTL          time.Duration
+	ConfirmMode    string // auto | link
+	TrustedProxies []*net.IPNet
+	AllowedOrigins []string
+	DemoPublic     bool // WXLOGIN_DEMO=1: demo mode may listen beyond loopback
+	ReplyTemplate  string
+	LogFormat      string // text | json
+	SceneRate      int
+	MaxStreams     int
+	MaxStreamsIP   int
+	ShutdownGrace  time.Duration
+	Heartbeat      time.Duration
+	SweepInterval  time.Duration
+}
+
+// Demo reports whether demo mode is on: exactly when no AppID is configured.
+func (c *config) Demo() bool { return c.AppID == "" }
+
+// loadConfig reads the environment and flags; a bad value is an error that
+// names the variable.
+func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
+	c := &config{}
+	var errs []error
+	str := func(name, def string) string {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			return v
+		}
+		return def
+	}
+	dur := func(name string, def time.Duration) time.Duration {
+		v := str(name, "")
+		if v == "" {
+			return def
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			errs = append(errs, fmt.Errorf("%s=%q: want a positive duration such as 120s", name, v))
+			return def
+		}
+		return d
+	}
+	num := func(name string, def int) int {
+		v := str(name, "")
+		if v == "" {
+			return def
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			errs = append(errs, fmt.Errorf("%s=%q: want a whole number ≥ 0", name, v))
+			return def
+		}
+		return n
+	}
+
+	c.AppID = str("WECHAT_APPID", "")
+	c.AppSecret = str("WECHAT_APPSECRET", "")
+	c.Token = str("WECHAT_TOKEN", "")
+	c.AESKey = str("WECHAT_AES_KEY", "")
+	c.DemoPublic = str("WXLOGIN_DEMO", "") == "1"
+	defAddr := ":8080"
+	if c.Demo() {
+		defAddr = "127.0.0.1:8080"
+	}
+	c.Addr = str("WXLOGIN_ADDR", defAddr)
+	c.DB = str("WXLOGIN_DB", "./wxlogin.db")
+	c.RedisURL = str("WXLOGIN_REDIS_URL", "")
+	c.RedisPrefix = str("WXLOGIN_REDIS_PREFIX", "wxlogin:")
+	c.PublicURL = strings.TrimRight(str("WXLOGIN_PUBLIC_URL", ""), "/")
+	c.QRTTL = dur("WXLOGIN_QR_TTL", login.DefaultQRTTL)
+	c.ConfirmMode = str("WXLOGIN_CONFIRM", "auto")
+	c.ReplyTemplate = str("WXLOGIN_REPLY_TEMPLATE", login.DefaultReplyTemplate)
+	c.LogFormat = str("WXLOGIN_LOG_FORMAT", "text")
+	c.SceneRate = num("WXLOGIN_SCENE_RATE", 30)
+	c.MaxStreams = num("WXLOGIN_MAX_STREAMS", 15000)
+	c.MaxStreamsIP = num("WXLOGIN_MAX_STREAMS_PER_IP", 100)
+	c.ShutdownGrace = dur("WXLOGIN_SHUTDOWN_GRACE", 10*time.Second)
+	c.Heartbeat = dur("WXLOGIN_HEARTBEAT", 15*time.Second)
+	c.SweepInterval = dur("WXLOGIN_SWEEP_INTERVAL", time.Second)
+
+	fs := flag.NewFlagSet("wxlogin", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.Addr, "addr", c.Addr, "listen address (WXLOGIN_ADDR)")
+	fs.StringVar(&c.DB, "db", c.DB, "bbolt database file (WXLOGIN_DB)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+
+	if c.QRTTL > 30*24*time.Hour {
+		errs = append(errs, fmt.Errorf("WXLOGIN_QR_TTL=%s: WeChat allows at most 30 days", c.QRTTL))
+	}
+	if c.ConfirmMode != "auto" && c.ConfirmMode != "link" {
+		errs = append(errs, fmt.Errorf("WXLOGIN_CONFIRM=%q: want auto or link", c.ConfirmMode))
+	}
+	if c.ConfirmMode == "link" && c.PublicURL == "" {
+		errs = append(errs, errors.New("WXLOGIN_CONFIRM=link needs WXLOGIN_PUBLIC_URL for the confirm link"))
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		errs = append(errs, fmt.Errorf("WXLOGIN_LOG_FORMAT=%q: want text or json", c.LogFormat))
+	}
+	if c.PublicURL != "" {
+		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("WXLOGIN_PUBLIC_URL=%q: want an absolute http(s) URL", c.PublicURL))
+		}
+	}
+	if c.RedisURL != "" {
+		if _, err := url.Parse(c.RedisURL); err != nil {
+			errs = append(errs, fmt.Errorf("WXLOGIN_REDIS_URL: %v", err))
+		}
+	}
+	if !strings.Contains(c.ReplyTemplate, "{count}") {
+		errs = append(errs, errors.New("WXLOGIN_REPLY_TEMPLATE must contain {count}"))
+	}
+	for _, p := range splitList(str("WXLOGIN_TRUSTED_PROXIES", "")) {
+		n, err := parseCIDR(p)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("WXLOGIN_TRUSTED_PROXIES: %q is not an IP or CIDR", p))
+			continue
+		}
+		c.TrustedProxies = append(c.TrustedProxies, n)
+	}
+	for _, o := range splitList(str("WXLOGIN_ALLOWED_ORIGINS", "")) {
+		if u, err := url.Parse(o); err != nil || u.Scheme == "" || u.Host == "" || u.Path != "" {
+			errs = append(errs, fmt.Errorf("WXLOGIN_ALLOWED_ORIGINS: %q is not an origin like https://example.com", o))
+			continue
+		}
+		c.AllowedOrigins = append(c.AllowedOrigins, o)
+	}
+	if c.Demo() {
+		if c.AppSecret != "" {
+			errs = append(errs, errors.New("WECHAT_APPSECRET is set but WECHAT_APPID is empty"))
+		}
+		if !c.DemoPublic && !loopbackAddr(c.Addr) {
+			errs = append(errs, fmt.Errorf("WXLOGIN_ADDR=%q: demo mode (no WECHAT_APPID) listens on loopback only; set WXLOGIN_DEMO=1 to expose the demo", c.Addr))
+		}
+	} else {
+		if c.AppSecret == "" {
+			errs = append(errs, errors.New("WECHAT_APPSECRET is required with WECHAT_APPID"))
+		}
+		if c.Token == "" {
+			errs = append(errs, errors.New("WECHAT_TOKEN is required with WECHAT_APPID (the callback signature token)"))
+		}
+	}
+	if c.AESKey != "" && len(c.AESKey) != 43 {
+		errs = append(errs, errors.New("WECHAT_AES_KEY must be the 43-character EncodingAESKey"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("configuration: %w", err)
+	}
+	return c, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func parseCIDR(s string) (*net.IPNet, error) {
+	if !strings.Contains(s, "/") {
+		ip := net.ParseIP(s)
+		if ip == nil {
+			return nil, errors.New("bad IP")
+		}
+		bits := 128
+		if ip.To4() != nil {
+			ip, bits = ip.To4(), 32
+		}
+		return &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)}, nil
+	}
+	_, n, err := net.ParseCIDR(s)
+	return n, err
+}
+
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

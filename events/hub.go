@@ -1,0 +1,385 @@
+// Package events pushes scene changes to waiting clients: per-scene SSE
+// streams on r3labs/sse, wake-ups for long-polls, and a Transport that carries
+// changes between instances (in-process by default, Redis pub/sub in a cluster).
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/r3labs/sse/v2"
+
+	"wxlogin/login"
+)
+
+// Update is one committed change of a scene, as it travels between instances.
+// Data is the poll endpoint's JSON without the per-client code.
+type Update struct {
+	SceneID string       `json:"scene_id"`
+	Version uint64       `json:"version"`
+	Status  login.Status `json:"status"`
+	Data    []byte       `json:"data"`
+}
+
+// Transport carries updates to every instance, this one included.
+type Transport interface {
+	// Publish sends u to every instance's deliver function.
+	Publish(ctx context.Context, u Update) error
+	// Run delivers updates until ctx ends. resync is called after the
+	// transport (re)connects, so waiters re-read state they may have missed.
+	Run(ctx context.Context, deliver func(Update), resync func()) error
+}
+
+// ErrDraining is returned for new streams once shutdown has begun.
+var ErrDraining = errors.New("server is shutting down")
+
+// Hub holds the per-scene streams and long-poll waiters of one instance.
+type Hub struct {
+	srv       *sse.Server
+	transport Transport
+	log       *slog.Logger
+
+	heartbeat    time.Duration
+	writeTimeout time.Duration
+	retry        time.Duration
+	maxTotal     int
+	maxPerIP     int
+
+	mu       sync.Mutex
+	scenes   map[string]*sceneEntry
+	perIP    map[string]int
+	total    int
+	draining bool
+	idle     *sync.Cond // signalled when a stream ends
+	streams  map[*streamWriter]struct{}
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+type sceneEntry struct {
+	refs    int                   // stream subscribers, from just before subscribe until unsubscribed
+	waiters map[chan struct{}]int // long-polls waiting for any change
+}
+
+// Option configures a Hub.
+type Option func(*Hub)
+
+// WithHeartbeat sets the comment heartbeat period (default 15 s).
+func WithHeartbeat(d time.Duration) Option { return func(h *Hub) { h.heartbeat = d } }
+
+// WithWriteTimeout bounds each write to a stream (default 10 s), so a client
+// that stopped reading cannot pin a goroutine.
+func WithWriteTimeout(d time.Duration) Option { return func(h *Hub) { h.writeTimeout = d } }
+
+// WithRetry sets the reconnect delay advertised in the first event (default 3 s).
+func WithRetry(d time.Duration) Option { return func(h *Hub) { h.retry = d } }
+
+// WithLimits caps open streams and long-polls, in total and per client IP (0 = no cap).
+func WithLimits(total, perIP int) Option {
+	return func(h *Hub) { h.maxTotal, h.maxPerIP = total, perIP }
+}
+
+// WithTransport sets how updates reach other instances (default: this process only).
+func WithTransport(t Transport) Option { return func(h *Hub) { h.transport = t } }
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(h *Hub) { h.log = l } }
+
+// NewHub starts a hub; Close stops it.
+func NewHub(opts ...Option) *Hub {
+	h := &Hub{
+		log:          slog.Default(),
+		heartbeat:    15 * time.Second,
+		writeTimeout: 10 * time.Second,
+		retry:        3 * time.Second,
+		maxTotal:     15000,
+		maxPerIP:     100,
+		scenes:       make(map[string]*sceneEntry),
+		perIP:        make(map[string]int),
+		streams:      make(map[*streamWriter]struct{}),
+		stop:         make(chan struct{}),
+		done:         make(chan struct{}),
+	}
+	h.idle = sync.NewCond(&h.mu)
+	for _, o := range opts {
+		o(h)
+	}
+	if h.transport == nil {
+		h.transport = localTransport{h}
+	}
+	srv := sse.New()
+	srv.AutoStream = false // only streams we create exist
+	srv.AutoReplay = false // we send the current state ourselves; no unbounded log
+	srv.BufferSize = 8     // a scene sees a handful of events
+	srv.Headers = map[string]string{"X-Accel-Buffering": "no"}
+	srv.OnUnsubscribe = h.unsubscribed
+	h.srv = srv
+
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-h.stop
+		cancel()
+	}()
+	go func() {
+		defer close(h.done)
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); h.heartbeats(ctx) }()
+		go func() {
+			defer wg.Done()
+			if err := h.transport.Run(ctx, h.deliver, h.wakeAll); err != nil && ctx.Err() == nil {
+				h.log.Error("event transport stopped", "err", err)
+			}
+		}()
+		wg.Wait()
+	}()
+	return h
+}
+
+// Notify publishes a committed change to every instance (login.Notifier).
+func (h *Hub) Notify(ctx context.Context, v login.View) {
+	v.Code = ""
+	data, err := json.Marshal(v)
+	if err != nil {
+		h.log.Error("encode scene view", "scene_id", v.SceneID, "err", err)
+		return
+	}
+	u := Update{SceneID: v.SceneID, Version: v.Version, Status: v.Status, Data: data}
+	if err := h.transport.Publish(ctx, u); err != nil {
+		// The change is committed; waiters on other instances will see it on
+		// their next read or reconnect. Say so loudly.
+		h.log.Error("publish scene change", "scene_id", v.SceneID, "status", v.Status, "err", err)
+		h.deliver(u)
+	}
+}
+
+// deliver hands an update to this instance's streams and long-polls.
+func (h *Hub) deliver(u Update) {
+	h.mu.Lock()
+	e := h.scenes[u.SceneID]
+	streaming := e != nil && e.refs > 0
+	if e != nil {
+		h.wakeLocked(u.SceneID, e)
+	}
+	h.mu.Unlock()
+	if !streaming {
+		return
+	}
+	ev := &sse.Event{
+		ID:    []byte(strconv.FormatUint(u.Version, 10)),
+		Event: []byte(u.Status),
+		Data:  u.Data,
+	}
+	if !h.srv.TryPublish(u.SceneID, ev) {
+		// The stream's buffer is full (a subscriber is stuck in a write that
+		// its deadline will end). Never block the caller, never drop the event.
+		go h.srv.Publish(u.SceneID, ev)
+	}
+}
+
+// wakeAll wakes every long-poll and re-sends every stream its current state:
+// called after the transport reconnects, when updates may have been missed.
+func (h *Hub) wakeAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for id, e := range h.scenes {
+		h.wakeLocked(id, e)
+	}
+	for sw := range h.streams {
+		sw.resync.Store(true)
+	}
+	for id, e := range h.scenes {
+		if e.refs > 0 {
+			h.srv.TryPublish(id, &sse.Event{Comment: []byte(resyncComment)})
+		}
+	}
+}
+
+func (h *Hub) wakeLocked(id string, e *sceneEntry) {
+	for ch := range e.waiters {
+		close(ch)
+	}
+	clear(e.waiters)
+	h.dropIfUnusedLocked(id, e)
+}
+
+// Changed returns a channel closed at the scene's next change on any
+// instance. Register before reading the state, so no change falls between.
+func (h *Hub) Changed(sceneID string) (<-chan struct{}, func()) {
+	ch := make(chan struct{})
+	h.mu.Lock()
+	e := h.entryLocked(sceneID)
+	e.waiters[ch] = 1
+	h.mu.Unlock()
+	return ch, func() {
+		h.mu.Lock()
+		if e := h.scenes[sceneID]; e != nil {
+			delete(e.waiters, ch)
+			h.dropIfUnusedLocked(sceneID, e)
+		}
+		h.mu.Unlock()
+	}
+}
+
+func (h *Hub) entryLocked(id string) *sceneEntry {
+	e := h.scenes[id]
+	if e == nil {
+		e = &sceneEntry{waiters: make(map[chan struct{}]int)}
+		h.scenes[id] = e
+	}
+	return e
+}
+
+func (h *Hub) dropIfUnusedLocked(id string, e *sceneEntry) {
+	if e.refs == 0 && len(e.waiters) == 0 {
+		delete(h.scenes, id)
+	}
+}
+
+// Acquire reserves one stream or long-poll slot for a client IP.
+func (h *Hub) Acquire(ip string) (release func(), err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case h.draining:
+		return nil, &login.Error{Code: login.EUNAVAILABLE, Message: "server is shutting down; reconnect", Err: ErrDraining}
+	case h.maxTotal > 0 && h.total >= h.maxTotal:
+		return nil, &login.Error{Code: login.EUNAVAILABLE, Message: "too many open streams on this server", RetryAfter: 5 * time.Second}
+	case h.maxPerIP > 0 && h.perIP[ip] >= h.maxPerIP:
+		return nil, &login.Error{Code: login.ETOOMANY, Message: "too many open streams from your address", RetryAfter: 5 * time.Second}
+	}
+	h.total++
+	h.perIP[ip]++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			h.mu.Lock()
+			h.total--
+			if h.perIP[ip]--; h.perIP[ip] <= 0 {
+				delete(h.perIP, ip)
+			}
+			h.mu.Unlock()
+		})
+	}, nil
+}
+
+// Open reports the number of open streams and long-polls.
+func (h *Hub) Open() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.total
+}
+
+// heartbeats sends a comment to every stream periodically, so proxies and
+// clients see a live connection and dead ones are found by the write deadline.
+func (h *Hub) heartbeats(ctx context.Context) {
+	t := time.NewTicker(h.heartbeat)
+	defer t.Stop()
+	hb := &sse.Event{Comment: []byte("hb")}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		h.mu.Lock()
+		ids := make([]string, 0, len(h.scenes))
+		for id, e := range h.scenes {
+			if e.refs > 0 {
+				ids = append(ids, id)
+			}
+		}
+		h.mu.Unlock()
+		for _, id := range ids {
+			h.srv.TryPublish(id, hb) // a full buffer already has something to send
+		}
+	}
+}
+
+// Drain begins shutdown: new streams are refused, every open stream is told
+// to reconnect (elsewhere) and closed, and every long-poll answers now. It
+// returns when all streams have ended or ctx is done.
+func (h *Hub) Drain(ctx context.Context) error {
+	h.mu.Lock()
+	h.draining = true
+	for id, e := range h.scenes {
+		h.wakeLocked(id, e)
+	}
+	for sw := range h.streams {
+		sw.drain.Store(true)
+	}
+	for id, e := range h.scenes {
+		if e.refs > 0 {
+			h.srv.TryPublish(id, &sse.Event{Comment: []byte(drainComment)})
+		}
+	}
+	h.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() {
+		h.mu.Lock()
+		for len(h.scenes) > 0 && h.hasStreamsLocked() {
+			h.idle.Wait()
+		}
+		h.mu.Unlock()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		h.mu.Lock()
+		for sw := range h.streams {
+			sw.cancel()
+		}
+		h.mu.Unlock()
+		return ctx.Err()
+	}
+}
+
+func (h *Hub) hasStreamsLocked() bool {
+	for _, e := range h.scenes {
+		if e.refs > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// Close stops the heartbeat and the transport. Streams should be drained first.
+func (h *Hub) Close() {
+	select {
+	case <-h.stop:
+	default:
+		close(h.stop)
+	}
+	<-h.done
+	h.mu.Lock()
+	if !h.hasStreamsLocked() {
+		h.srv.Close()
+	}
+	h.mu.Unlock()
+}
+
+// localTransport delivers updates within this process.
+type localTransport struct{ h *Hub }
+
+func (t localTransport) Publish(_ context.Context, u Update) error {
+	t.h.deliver(u)
+	return nil
+}
+
+func (t localTransport) Run(ctx context.Context, _ func(Update), _ func()) error {
+	<-ctx.Done()
+	return nil
+}
+
+// ServeHTTPError is the handler's way to report errors before streaming.
+var _ http.Handler = (*sse.Server)(nil)

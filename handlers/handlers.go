@@ -1,0 +1,491 @@
+// Package handlers maps wxlogin's HTTP API onto login.Service with Echo:
+// routes, request and response types, and the error → status table.
+package handlers
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	qrcode "github.com/skip2/go-qrcode"
+
+	"wxlogin/events"
+	"wxlogin/login"
+)
+
+// Streams is what the handlers need from the event hub.
+type Streams interface {
+	Acquire(ip string) (release func(), err error)
+	Changed(sceneID string) (<-chan struct{}, func())
+	Serve(w http.ResponseWriter, r *http.Request, req events.StreamRequest)
+}
+
+// DevScanner sends a signed WeChat callback for a scan (demo mode only) and
+// returns WeChat's reply text.
+type DevScanner func(ctx context.Context, sceneID, openID string, firstFollow bool) (string, error)
+
+// Config is what the HTTP layer needs to know about the deployment.
+type Config struct {
+	PublicURL      string // e.g. https://login.example.com; "" = paths only
+	AllowedOrigins []string
+	Demo           bool
+	DevScan        DevScanner // set only in demo mode
+	Static         fs.FS      // the demo page and JS client
+	OpenAPI        []byte
+	SceneRate      int // scene creations per minute per IP; 0 = unlimited
+	Ready          func(ctx context.Context) error
+	Callback       http.Handler // WeChat's webhook
+	Metrics        http.Handler // Prometheus, optional
+	Log            *slog.Logger
+	// IPExtractor picks the client IP (X-Forwarded-For from trusted proxies only).
+	IPExtractor echo.IPExtractor
+	// Middleware is added first (metrics, request logs).
+	Middleware []echo.MiddlewareFunc
+}
+
+// Limits of request bodies.
+const (
+	MaxJSONBody = 4 << 10
+	MaxWait     = 30 * time.Second
+)
+
+const sessionCookie = "wxl_session"
+
+// API holds the handlers' dependencies.
+type API struct {
+	svc     *login.Service
+	streams Streams
+	cfg     Config
+	log     *slog.Logger
+	polls   *pollThrottle
+	creates *ipLimiter
+	secure  bool
+}
+
+// New returns the Echo instance serving the whole API.
+func New(svc *login.Service, streams Streams, cfg Config) *echo.Echo {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	a := &API{
+		svc: svc, streams: streams, cfg: cfg, log: cfg.Log,
+		polls:   newPollThrottle(svc.Interval()),
+		creates: newIPLimiter(cfg.SceneRate),
+		secure:  strings.HasPrefix(cfg.PublicURL, "https://"),
+	}
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = errorHandler(cfg.Log)
+	e.IPExtractor = cfg.IPExtractor
+	if e.IPExtractor == nil {
+		e.IPExtractor = echo.ExtractIPDirect()
+	}
+	e.Use(middleware.Recover())
+	e.Use(cfg.Middleware...)
+	e.Use(securityHeaders)
+	if len(cfg.AllowedOrigins) > 0 {
+		e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
+			AllowOrigins:     cfg.AllowedOrigins,
+			AllowCredentials: true,
+			AllowHeaders:     []string{"Authorization", "Content-Type", "Last-Event-ID"},
+			AllowMethods:     []string{http.MethodGet, http.MethodPost},
+			ExposeHeaders:    []string{"Retry-After"},
+		}))
+	}
+
+	api := e.Group("/api/v1", middleware.BodyLimit(strconv.Itoa(MaxJSONBody)))
+	api.POST("/login/scenes", a.createScene)
+	api.GET("/login/scenes/:id", a.pollScene)
+	api.GET("/login/scenes/:id/events", a.streamScene)
+	api.GET("/login/scenes/:id/qr.png", a.sceneQR)
+	api.POST("/login/token", a.exchange)
+	api.GET("/me", a.me)
+	api.POST("/logout", a.logout)
+	if len(cfg.OpenAPI) > 0 {
+		api.GET("/openapi.yaml", func(c echo.Context) error {
+			return c.Blob(http.StatusOK, "application/yaml", cfg.OpenAPI)
+		})
+	}
+	if cfg.Demo && cfg.DevScan != nil {
+		api.POST("/dev/scan", a.devScan)
+		api.GET("/dev/config", func(c echo.Context) error {
+			return c.JSON(http.StatusOK, map[string]bool{"demo": true})
+		})
+	}
+
+	cb := echo.WrapHandler(cfg.Callback)
+	e.GET("/wechat/callback", cb)
+	e.POST("/wechat/callback", cb)
+
+	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
+	e.GET("/readyz", a.ready)
+	if cfg.Metrics != nil {
+		e.GET("/metrics", echo.WrapHandler(cfg.Metrics))
+	}
+	if cfg.Static != nil {
+		registerStatic(e, cfg.Static, cfg.Demo)
+	}
+	return e
+}
+
+// SceneCreated is the answer to POST /login/scenes.
+type SceneCreated struct {
+	SceneID   string       `json:"scene_id"`
+	Secret    string       `json:"secret"`
+	Status    login.Status `json:"status"`
+	QRURL     string       `json:"qr_url"`
+	QRImage   string       `json:"qr_image"`
+	ExpiresAt time.Time    `json:"expires_at"`
+	ExpiresIn int          `json:"expires_in"`
+	Interval  int          `json:"interval"`
+	EventsURL string       `json:"events_url"`
+	StatusURL string       `json:"status_url"`
+}
+
+func (a *API) createScene(c echo.Context) error {
+	ip := c.RealIP()
+	if wait, ok := a.creates.allow(ip); !ok {
+		return &login.Error{Code: login.ERATELIMITED, Message: "too many new scenes from your address; slow down", RetryAfter: wait}
+	}
+	ns, err := a.svc.CreateScene(c.Request().Context(), login.ClientMeta{IP: ip, UserAgent: c.Request().UserAgent()})
+	if err != nil {
+		return err
+	}
+	sc := ns.Scene
+	base := strings.TrimRight(a.cfg.PublicURL, "/") + "/api/v1/login/scenes/" + sc.ID
+	ttl := sc.ExpiresAt.Sub(sc.CreatedAt)
+	c.SetCookie(&http.Cookie{
+		Name:     "wxl_" + sc.ID,
+		Value:    ns.Secret,
+		Path:     "/api/v1/login",
+		MaxAge:   int((ttl + 5*time.Minute) / time.Second),
+		HttpOnly: true,
+		Secure:   a.secure,
+		SameSite: http.SameSiteStrictMode,
+	})
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.JSON(http.StatusCreated, SceneCreated{
+		SceneID:   sc.ID,
+		Secret:    ns.Secret,
+		Status:    sc.Status,
+		QRURL:     sc.QRURL,
+		QRImage:   base + "/qr.png",
+		ExpiresAt: sc.ExpiresAt.UTC(),
+		ExpiresIn: int(ttl / time.Second),
+		Interval:  int(a.svc.Interval() / time.Second),
+		EventsURL: base + "/events",
+		StatusURL: base,
+	})
+}
+
+// sceneSecret is the scene's secret from the Bearer header or the scene's cookie.
+func sceneSecret(c echo.Context, id string) string {
+	if t := bearer(c); t != "" {
+		return t
+	}
+	if ck, err := c.Cookie("wxl_" + id); err == nil {
+		return ck.Value
+	}
+	return ""
+}
+
+func bearer(c echo.Context) string {
+	h := c.Request().Header.Get("Authorization")
+	if len(h) > 7 && strings.EqualFold(h[:7], "Bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
+}
+
+func (a *API) pollScene(c echo.Context) error {
+	id := c.Param("id")
+	secret := sceneSecret(c, id)
+	ctx := c.Request().Context()
+	sc, err := a.svc.Authorize(ctx, id, secret)
+	if err != nil {
+		return err
+	}
+	wait, err := parseWait(c.QueryParam("wait"))
+	if err != nil {
+		return err
+	}
+	if retry, ok := a.polls.begin(id); !ok {
+		return &login.Error{Code: login.ESLOWDOWN, Message: "polling faster than the interval", RetryAfter: retry}
+	}
+	defer a.polls.end(id)
+
+	v, err := a.svc.ClientView(ctx, sc, secret)
+	if err != nil {
+		return err
+	}
+	if wait > 0 && v.Status.Waiting() {
+		v, err = a.longPoll(c, id, secret, v, wait)
+		if err != nil {
+			return err
+		}
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.JSON(http.StatusOK, v)
+}
+
+// longPoll waits until the scene changes (on any instance) or wait passes.
+func (a *API) longPoll(c echo.Context, id, secret string, first login.View, wait time.Duration) (login.View, error) {
+	release, err := a.streams.Acquire(c.RealIP())
+	if err != nil {
+		return login.View{}, err
+	}
+	defer release()
+	ctx := c.Request().Context()
+	changed, stop := a.streams.Changed(id)
+	defer stop()
+	// Re-read after registering, so a change between the first read and the
+	// registration is not missed.
+	v, err := a.currentView(ctx, id, secret)
+	if err != nil || v.Version != first.Version {
+		return v, err
+	}
+	// Wake at expiry too: the status changes then even if nobody publishes.
+	until := min(wait, time.Until(v.ExpiresAt)+50*time.Millisecond)
+	timer := time.NewTimer(max(until, 0))
+	defer timer.Stop()
+	select {
+	case <-changed:
+	case <-timer.C:
+	case <-ctx.Done():
+		return v, nil
+	}
+	return a.currentView(ctx, id, secret)
+}
+
+func (a *API) currentView(ctx context.Context, id, secret string) (login.View, error) {
+	sc, err := a.svc.Scene(ctx, id)
+	if err != nil {
+		return login.View{}, err
+	}
+	return a.svc.ClientView(ctx, sc, secret)
+}
+
+func parseWait(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 || n > int(MaxWait/time.Second) {
+		return 0, login.Errorf(login.EINVALID, "wait must be a whole number of seconds from 0 to 30")
+	}
+	return time.Duration(n) * time.Second, nil
+}
+
+func (a *API) streamScene(c echo.Context) error {
+	id := c.Param("id")
+	secret := sceneSecret(c, id)
+	ctx := c.Request().Context()
+	sc, err := a.svc.Authorize(ctx, id, secret)
+	if login.ErrorCode(err) == login.ENOTFOUND {
+		return c.NoContent(http.StatusNoContent) // tells EventSource to stop
+	}
+	if err != nil {
+		return err
+	}
+	v, err := a.svc.ClientView(ctx, sc, secret)
+	if err != nil {
+		return err
+	}
+	lastID := events.ParseLastEventID(c.Request().Header.Get("Last-Event-ID"))
+	switch {
+	case v.Status == login.StatusConsumed:
+		return c.NoContent(http.StatusNoContent)
+	case v.Status.Terminal() && lastID == v.Version:
+		return c.NoContent(http.StatusNoContent) // the client has everything
+	case v.Status.Terminal():
+		// Lost the connection as the result was sent: send it again, once.
+		h := c.Response().Header()
+		h.Set("Content-Type", "text/event-stream")
+		h.Set("Cache-Control", "no-cache")
+		c.Response().WriteHeader(http.StatusOK)
+		return events.WriteEvent(c.Response(), v, 3*time.Second)
+	}
+	release, err := a.streams.Acquire(c.RealIP())
+	if err != nil {
+		return err
+	}
+	defer release()
+	a.streams.Serve(c.Response(), c.Request(), events.StreamRequest{
+		SceneID:     id,
+		Code:        login.CodeFor(secret, id),
+		LastEventID: lastID,
+		Current: func(ctx context.Context) (login.View, error) {
+			return a.currentView(ctx, id, secret)
+		},
+	})
+	return nil
+}
+
+func (a *API) sceneQR(c echo.Context) error {
+	sc, err := a.svc.Scene(c.Request().Context(), c.Param("id"))
+	if errors.Is(err, login.ErrNotFound) || (err == nil && !sc.StatusAt(a.svc.Now()).Waiting()) {
+		return login.Errorf(login.ENOTFOUND, "no QR code for this scene")
+	}
+	if err != nil {
+		return err
+	}
+	png, err := qrcode.Encode(sc.QRURL, qrcode.Medium, 320)
+	if err != nil {
+		return &login.Error{Code: login.EINTERNAL, Message: "cannot render the QR code", Err: err}
+	}
+	c.Response().Header().Set("Cache-Control", "private, max-age=60")
+	return c.Blob(http.StatusOK, "image/png", png)
+}
+
+// TokenRequest is the body of POST /login/token.
+type TokenRequest struct {
+	SceneID string `json:"scene_id"`
+	Code    string `json:"code"`
+}
+
+// TokenResponse is a new session.
+type TokenResponse struct {
+	AccessToken string          `json:"access_token"`
+	TokenType   string          `json:"token_type"`
+	ExpiresIn   int             `json:"expires_in"`
+	User        *login.UserView `json:"user"`
+}
+
+func (a *API) exchange(c echo.Context) error {
+	var req TokenRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	if req.SceneID == "" || req.Code == "" {
+		return login.Errorf(login.EINVALID, "scene_id and code are required")
+	}
+	l, err := a.svc.Exchange(c.Request().Context(), req.SceneID, sceneSecret(c, req.SceneID), req.Code)
+	if err != nil {
+		return err
+	}
+	c.SetCookie(&http.Cookie{
+		Name: sessionCookie, Value: l.Token, Path: "/api/v1",
+		MaxAge: int(l.ExpiresIn / time.Second), HttpOnly: true, Secure: a.secure, SameSite: http.SameSiteLaxMode,
+	})
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.JSON(http.StatusOK, TokenResponse{AccessToken: l.Token, TokenType: "Bearer",
+		ExpiresIn: int(l.ExpiresIn / time.Second), User: l.User})
+}
+
+func sessionToken(c echo.Context) string {
+	if t := bearer(c); t != "" {
+		return t
+	}
+	if ck, err := c.Cookie(sessionCookie); err == nil {
+		return ck.Value
+	}
+	return ""
+}
+
+func (a *API) me(c echo.Context) error {
+	u, err := a.svc.Me(c.Request().Context(), sessionToken(c))
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.JSON(http.StatusOK, u)
+}
+
+func (a *API) logout(c echo.Context) error {
+	if err := a.svc.Logout(c.Request().Context(), sessionToken(c)); err != nil {
+		return err
+	}
+	c.SetCookie(&http.Cookie{Name: sessionCookie, Value: "", Path: "/api/v1", MaxAge: -1,
+		HttpOnly: true, Secure: a.secure, SameSite: http.SameSiteLaxMode})
+	return c.NoContent(http.StatusNoContent)
+}
+
+// DevScanRequest asks the demo to act as WeChat for a scan.
+type DevScanRequest struct {
+	SceneID     string `json:"scene_id"`
+	OpenID      string `json:"openid,omitempty"`
+	FirstFollow bool   `json:"first_follow,omitempty"`
+}
+
+// DemoOpenID is the demo's one user, so repeated demo logins count up.
+const DemoOpenID = "oDEMO_wxlogin_demo_user_0001"
+
+func (a *API) devScan(c echo.Context) error {
+	var req DevScanRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	if _, err := a.svc.Authorize(ctx, req.SceneID, sceneSecret(c, req.SceneID)); err != nil {
+		return err
+	}
+	if req.OpenID == "" {
+		req.OpenID = DemoOpenID
+	}
+	if len(req.OpenID) > 64 {
+		return login.Errorf(login.EINVALID, "openid is too long")
+	}
+	text, err := a.cfg.DevScan(ctx, req.SceneID, req.OpenID, req.FirstFollow)
+	if err != nil {
+		return &login.Error{Code: login.EUNAVAILABLE, Message: "the simulated WeChat callback failed", Err: err}
+	}
+	return c.JSON(http.StatusOK, map[string]string{"reply": text})
+}
+
+func (a *API) ready(c echo.Context) error {
+	if a.cfg.Ready != nil {
+		if err := a.cfg.Ready(c.Request().Context()); err != nil {
+			a.log.Warn("not ready", "err", err)
+			return c.JSON(http.StatusServiceUnavailable, ErrorBody{Error: login.EUNAVAILABLE, Message: "not ready: " + err.Error()})
+		}
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// decodeJSON reads one JSON object of at most MaxJSONBody bytes.
+func decodeJSON(c echo.Context, v any) error {
+	body, err := io.ReadAll(io.LimitReader(c.Request().Body, MaxJSONBody+1))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) || strings.Contains(err.Error(), "too large") {
+			return login.Errorf(login.ETOOLARGE, "request body larger than %d bytes", MaxJSONBody)
+		}
+		return login.Errorf(login.EINVALID, "cannot read the request body")
+	}
+	if len(body) > MaxJSONBody {
+		return login.Errorf(login.ETOOLARGE, "request body larger than %d bytes", MaxJSONBody)
+	}
+	return DecodeJSONBody(body, v)
+}
+
+// DecodeJSONBody decodes exactly one JSON object with no trailing data.
+func DecodeJSONBody(body []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(v); err != nil {
+		return login.Errorf(login.EINVALID, "malformed JSON body")
+	}
+	if dec.More() {
+		return login.Errorf(login.EINVALID, "malformed JSON body: trailing data")
+	}
+	return nil
+}
+
+// securityHeaders sets headers every answer should carry.
+func securityHeaders(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Response().Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		return next(c)
+	}
+}

@@ -1,0 +1,194 @@
+// Package login is the domain of wxlogin: scenes, their state machine, users,
+// error codes and the interfaces the adapters implement. It imports no HTTP,
+// database or WeChat types.
+package login
+
+import (
+	"context"
+	"time"
+)
+
+// Status is the state of a login scene.
+type Status string
+
+// The statuses of a scene. Scanned and Denied exist only in confirm mode.
+const (
+	StatusPending   Status = "pending"
+	StatusScanned   Status = "scanned"
+	StatusConfirmed Status = "confirmed"
+	StatusConsumed  Status = "consumed"
+	StatusExpired   Status = "expired"
+	StatusDenied    Status = "denied"
+)
+
+// Terminal reports whether a stream ends after this status.
+func (s Status) Terminal() bool {
+	return s == StatusConfirmed || s == StatusExpired || s == StatusDenied
+}
+
+// Waiting reports whether the scene still waits for a scan or a decision.
+func (s Status) Waiting() bool { return s == StatusPending || s == StatusScanned }
+
+// Lifetimes fixed by the contract.
+const (
+	CodeTTL     = 5 * time.Minute  // the one-time code, from confirmation
+	FinishedTTL = 10 * time.Minute // finished scenes stay readable this long
+	DedupeTTL   = 24 * time.Hour   // handled-callback keys
+	SessionTTL  = 7 * 24 * time.Hour
+)
+
+// Scene is one login attempt: one QR code, one browser waiting for it.
+type Scene struct {
+	ID         string    `json:"id"`
+	SecretHash []byte    `json:"secret_hash"` // SHA-256 of the scene secret; the secret itself is never stored
+	Status     Status    `json:"status"`
+	Version    uint64    `json:"version"` // incremented on every change; the SSE event id
+	CreatedAt  time.Time `json:"created_at"`
+	ExpiresAt  time.Time `json:"expires_at"`
+	QRURL      string    `json:"qr_url"`
+
+	// Who asked for the login, shown on the confirm page (confirm mode).
+	ClientIP  string `json:"client_ip,omitempty"`
+	UserAgent string `json:"user_agent,omitempty"`
+
+	OpenID      string    `json:"openid,omitempty"` // who scanned; stays on the server
+	ScannedAt   time.Time `json:"scanned_at,omitzero"`
+	ConfirmedAt time.Time `json:"confirmed_at,omitzero"`
+	FinishedAt  time.Time `json:"finished_at,omitzero"` // consumed, expired or denied
+}
+
+// StatusAt is the status as seen at time now: a waiting scene past its expiry is
+// expired, and a confirmed scene whose code has lapsed is expired too, even if
+// the sweeper has not written that yet.
+func (s *Scene) StatusAt(now time.Time) Status {
+	switch {
+	case s.Status.Waiting() && !now.Before(s.ExpiresAt):
+		return StatusExpired
+	case s.Status == StatusConfirmed && !now.Before(s.ConfirmedAt.Add(CodeTTL)):
+		return StatusExpired
+	}
+	return s.Status
+}
+
+// NextCheck is when the sweeper must look at the scene again: to expire it,
+// or to delete it once it has been finished long enough.
+func (s *Scene) NextCheck() time.Time {
+	switch {
+	case s.Status.Waiting():
+		return s.ExpiresAt
+	case s.Status == StatusConfirmed:
+		return s.ConfirmedAt.Add(CodeTTL)
+	default:
+		return s.FinishedAt.Add(FinishedTTL)
+	}
+}
+
+// User is a WeChat user known to this service.
+type User struct {
+	ID             string    `json:"id"` // stable opaque id, never the openid
+	OpenID         string    `json:"openid"`
+	Name           string    `json:"name"`
+	LoginCount     int64     `json:"login_count"`
+	FirstLoginAt   time.Time `json:"first_login_at,omitzero"`
+	LastLoginAt    time.Time `json:"last_login_at,omitzero"`
+	UnsubscribedAt time.Time `json:"unsubscribed_at,omitzero"`
+}
+
+// Session is a logged-in browser or app. Only the token's hash is stored.
+type Session struct {
+	TokenHash string    `json:"token_hash"`
+	OpenID    string    `json:"openid"`
+	UserID    string    `json:"user_id"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// CallbackRecord is what a handled WeChat message produced; kept under its
+// dedupe key so a retry gets the same reply and changes nothing.
+type CallbackRecord struct {
+	Outcome    Outcome   `json:"outcome"`
+	Name       string    `json:"name,omitempty"`
+	LoginCount int64     `json:"login_count,omitempty"`
+	Link       string    `json:"link,omitempty"`
+	HandledAt  time.Time `json:"handled_at"`
+	Duplicate  bool      `json:"-"` // set when this message was handled before
+}
+
+// Outcome says what a scan did; the WeChat reply text is chosen from it.
+type Outcome string
+
+// Outcomes of a WeChat message.
+const (
+	OutcomeConfirmed    Outcome = "confirmed"     // the login went through
+	OutcomeScanned      Outcome = "scanned"       // confirm mode: a link was sent
+	OutcomeAlreadyUsed  Outcome = "already_used"  // the scene was already scanned
+	OutcomeExpired      Outcome = "expired"       // the scene expired or is unknown
+	OutcomeUnsubscribed Outcome = "unsubscribed"  // recorded, no reply
+	OutcomeIgnored      Outcome = "ignored"       // not ours
+	OutcomeDenied       Outcome = "denied"        // confirm mode: denied
+	OutcomeDecided      Outcome = "decided_twice" // confirm mode: link reused
+)
+
+// Keys names the records one Update reads and may write. Empty fields are not read.
+type Keys struct {
+	SceneID   string
+	OpenID    string
+	DedupeKey string
+}
+
+// Snapshot is what the store read for an Update. Nil pointers mean "not found".
+type Snapshot struct {
+	Scene  *Scene
+	User   *User
+	Record *CallbackRecord
+}
+
+// Write is what an Update commits. Nil pointers are left unchanged.
+type Write struct {
+	Scene       *Scene
+	DeleteScene bool
+	User        *User
+	Record      *CallbackRecord
+}
+
+// UpdateFunc decides a change from a snapshot. A store may call it more than
+// once (bbolt batches, Redis optimistic retries): it must be free of side effects.
+type UpdateFunc func(Snapshot) (Write, error)
+
+// Store keeps scenes, users, callback records and sessions. Every Update is
+// atomic: it commits all of its Write or nothing, and no other Update on the
+// same keys interleaves with it.
+type Store interface {
+	CreateScene(ctx context.Context, s *Scene) error
+	Scene(ctx context.Context, id string) (*Scene, error) // ErrNotFound when missing
+	User(ctx context.Context, openID string) (*User, error)
+	Update(ctx context.Context, k Keys, fn UpdateFunc) error
+	// DueScenes lists scenes whose NextCheck is at or before now, at most limit.
+	DueScenes(ctx context.Context, now time.Time, limit int) ([]string, error)
+
+	CreateSession(ctx context.Context, s *Session) error
+	Session(ctx context.Context, tokenHash string) (*Session, error)
+	DeleteSession(ctx context.Context, tokenHash string) error
+	// Purge removes callback records and sessions that expired before now.
+	Purge(ctx context.Context, now time.Time) error
+
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// Notifier pushes a scene's new state to everyone waiting on it, on this
+// instance and others. It is called after the change is committed.
+type Notifier interface {
+	Notify(ctx context.Context, v View)
+}
+
+// QR is a WeChat QR code for one scene.
+type QR struct {
+	URL    string // the content to encode
+	Ticket string
+}
+
+// QRIssuer asks WeChat for a temporary QR code whose scene string is sceneID.
+type QRIssuer interface {
+	IssueQR(ctx context.Context, sceneID string, ttl time.Duration) (QR, error)
+}

@@ -1,0 +1,116 @@
+// Command wxlogin serves "scan with WeChat to log in": QR scenes, WeChat's
+// webhook, SSE and polling for the waiting client, and login counts on disk.
+// With no WECHAT_APPID it runs a self-contained demo.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "wxlogin:", err)
+		os.Exit(1)
+	}
+}
+
+// run starts the service and blocks until ctx ends, then shuts down
+// gracefully. Tests call it directly with their own environment.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	cfg, err := loadConfig(args, getenv, stdout)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.LogFormat, stdout)
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s (WXLOGIN_ADDR): %w", cfg.Addr, err)
+	}
+	a, err := build(ctx, cfg, log, selfURL(ln.Addr()))
+	if err != nil {
+		ln.Close()
+		return err
+	}
+
+	srv := &http.Server{
+		Handler:           a.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		// No WriteTimeout: it would cut SSE streams. Each stream write has
+		// its own deadline instead (events.WithWriteTimeout).
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info("wxlogin listening", "url", selfURL(ln.Addr()), "demo", cfg.Demo())
+	fmt.Fprintf(stdout, "wxlogin listening on %s\n", selfURL(ln.Addr()))
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		a.close()
+		return fmt.Errorf("serve: %w", err)
+	}
+	return shutdown(cfg, log, srv, a)
+}
+
+// shutdown stops accepting, ends every stream (clients reconnect elsewhere),
+// lets in-flight requests such as callbacks finish, and closes the database.
+func shutdown(cfg *config, log *slog.Logger, srv *http.Server, a *app) error {
+	log.Info("shutting down", "grace", cfg.ShutdownGrace)
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := a.hub.Drain(ctx); err != nil {
+			log.Warn("streams did not end within the grace time", "err", err)
+		}
+	}()
+	err := srv.Shutdown(ctx)
+	wg.Wait()
+	if errors.Is(err, context.DeadlineExceeded) {
+		log.Warn("requests still running at the end of the grace time; closing them")
+		srv.Close()
+		err = nil
+	}
+	a.close()
+	log.Info("stopped")
+	return err
+}
+
+func newLogger(format string, w io.Writer) *slog.Logger {
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, nil))
+	}
+	return slog.New(slog.NewTextHandler(w, nil))
+}
+
+// selfURL is how this process reaches itself (the demo's simulated WeChat).
+func selfURL(addr net.Addr) string {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return "http://" + addr.String()
+	}
+	ip := tcp.IP
+	if ip == nil || ip.IsUnspecified() {
+		ip = net.IPv4(127, 0, 0, 1)
+	}
+	return "http://" + net.JoinHostPort(ip.String(), fmt.Sprint(tcp.Port))
+}

@@ -1,0 +1,260 @@
+package wechat
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/silenceper/wechat/v2/officialaccount/message"
+	"github.com/silenceper/wechat/v2/util"
+
+	"wxlogin/login"
+)
+
+// Limits of the webhook.
+const (
+	MaxCallbackBody = 64 << 10
+	MaxClockSkew    = 5 * time.Minute
+)
+
+// Callback is WeChat's webhook: GET verifies the URL, POST carries messages.
+// silenceper parses, decrypts and builds replies; we add what it leaves out:
+// a constant-time signature check that answers 403, a timestamp window, a
+// body limit, dedupe (through login.Service) and "success" in safe mode.
+type Callback struct {
+	client *Client
+	svc    *login.Service
+	token  string
+	log    *slog.Logger
+	now    func() time.Time
+	// ConfirmLink, when set (confirm mode), returns the link sent to the
+	// person who scanned; the reply then carries it.
+	ConfirmLink func(sceneID, openID string) string
+	// Observe, when set, is told each callback's event and result (metrics).
+	Observe func(event, result string)
+}
+
+// NewCallback returns the webhook for an account whose callback token is token.
+func NewCallback(client *Client, svc *login.Service, token string, log *slog.Logger) *Callback {
+	return &Callback{client: client, svc: svc, token: token, log: log, now: svc.Now}
+}
+
+// Outcomes reported to Observe besides login.Outcome values.
+const (
+	ResultBadSignature = "bad_signature"
+	ResultStale        = "stale"
+	ResultMalformed    = "malformed"
+	ResultTooLarge     = "too_large"
+	ResultError        = "error"
+	ResultDuplicate    = "duplicate"
+)
+
+// ServeHTTP handles one request from WeChat.
+func (cb *Callback) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxCallbackBody))
+	if err != nil {
+		cb.observe("", ResultTooLarge)
+		http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
+		return
+	}
+	q := r.URL.Query()
+	if !ValidSignature(cb.token, q.Get("timestamp"), q.Get("nonce"), q.Get("signature")) {
+		cb.observe("", ResultBadSignature)
+		http.Error(w, "bad signature", http.StatusForbidden)
+		return
+	}
+	if !Fresh(q.Get("timestamp"), cb.now(), MaxClockSkew) {
+		cb.observe("", ResultStale)
+		http.Error(w, "stale timestamp", http.StatusForbidden)
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	cb.serve(w, r)
+}
+
+func (cb *Callback) serve(w http.ResponseWriter, r *http.Request) {
+	safe := r.URL.Query().Get("encrypt_type") == "aes"
+	out := newBufferedWriter()
+	srv := cb.client.OfficialAccount().GetServer(r, out)
+	var (
+		handled   bool
+		handleErr error
+		event     string
+		result    string
+	)
+	srv.SetMessageHandler(func(m *message.MixMessage) *message.Reply {
+		handled = true
+		event = eventName(m)
+		var reply *message.Reply
+		reply, result, handleErr = cb.handle(r.Context(), m)
+		return reply
+	})
+	err := srv.Serve()
+	switch {
+	case handleErr != nil:
+		// Never "success" for a scan that was not committed: WeChat retries.
+		cb.log.Error("wechat callback not handled", "event", event, "err", handleErr)
+		cb.observe(event, ResultError)
+		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
+		return
+	case err != nil && safe && !handled:
+		cb.observe("", ResultBadSignature)
+		http.Error(w, "bad message signature or encryption", http.StatusForbidden)
+		return
+	case err != nil:
+		cb.observe(event, ResultMalformed)
+		http.Error(w, "malformed message", http.StatusBadRequest)
+		return
+	}
+	if handled {
+		cb.observe(event, result)
+	}
+	if handled && srv.ResponseMsg == nil {
+		// Nothing to say. silenceper writes "success" in plain mode but an
+		// encrypted empty string in safe mode; WeChat wants "success" in both.
+		writeSuccess(w)
+		return
+	}
+	if handled {
+		if err := srv.Send(); err != nil {
+			cb.log.Error("encode wechat reply", "err", err)
+			http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
+			return
+		}
+	}
+	out.copyTo(w)
+}
+
+// handle decides the reply to one message.
+func (cb *Callback) handle(ctx context.Context, m *message.MixMessage) (*message.Reply, string, error) {
+	openID := string(m.FromUserName)
+	if openID == "" || len(openID) > 128 {
+		return nil, string(login.OutcomeIgnored), nil
+	}
+	key := DedupeKey(m)
+	if m.MsgType != message.MsgTypeEvent {
+		return nil, string(login.OutcomeIgnored), nil
+	}
+	var sceneID string
+	switch m.Event {
+	case message.EventSubscribe:
+		if !strings.HasPrefix(m.EventKey, "qrscene_") {
+			return nil, string(login.OutcomeIgnored), nil // a plain follow, not a login
+		}
+		sceneID = strings.TrimPrefix(m.EventKey, "qrscene_")
+	case message.EventScan:
+		sceneID = m.EventKey
+	case message.EventUnsubscribe:
+		if err := cb.svc.Unsubscribe(ctx, openID, key); err != nil {
+			return nil, "", err
+		}
+		return nil, string(login.OutcomeUnsubscribed), nil
+	default:
+		return nil, string(login.OutcomeIgnored), nil
+	}
+	rec, err := cb.svc.Scan(ctx, login.ScanEvent{SceneID: sceneID, OpenID: openID, DedupeKey: key})
+	if err != nil {
+		return nil, "", err
+	}
+	text := cb.svc.Reply(rec)
+	if rec.Outcome == login.OutcomeScanned && cb.ConfirmLink != nil {
+		text = "请在网页登录前确认: " + cb.ConfirmLink(sceneID, openID) +
+			"\nConfirm the login here."
+	}
+	result := string(rec.Outcome)
+	if rec.Duplicate {
+		result = ResultDuplicate
+	}
+	if text == "" {
+		return nil, result, nil
+	}
+	return &message.Reply{MsgType: message.MsgTypeText, MsgData: message.NewText(text)}, result, nil
+}
+
+func (cb *Callback) observe(event, result string) {
+	if cb.Observe != nil {
+		cb.Observe(event, result)
+	}
+}
+
+func eventName(m *message.MixMessage) string {
+	if m.MsgType == message.MsgTypeEvent {
+		return strings.ToLower(string(m.Event))
+	}
+	return string(m.MsgType)
+}
+
+// DedupeKey identifies a message across WeChat's retries: the MsgId for
+// messages, FromUserName + CreateTime + Event + EventKey for events.
+func DedupeKey(m *message.MixMessage) string {
+	var raw string
+	if m.MsgID != 0 {
+		raw = "msg\x00" + strconv.FormatInt(m.MsgID, 10)
+	} else {
+		raw = fmt.Sprintf("ev\x00%s\x00%d\x00%s\x00%s", m.FromUserName, m.CreateTime, m.Event, m.EventKey)
+	}
+	h := sha256.Sum256([]byte(raw))
+	return hex.EncodeToString(h[:16])
+}
+
+// ValidSignature checks WeChat's signature (SHA-1 of the sorted token,
+// timestamp and nonce) in constant time.
+func ValidSignature(token, timestamp, nonce, signature string) bool {
+	if token == "" || timestamp == "" || nonce == "" || len(signature) != 40 {
+		return false
+	}
+	want := util.Signature(token, timestamp, nonce)
+	return subtle.ConstantTimeCompare([]byte(want), []byte(signature)) == 1
+}
+
+// Fresh reports whether a callback timestamp (Unix seconds) is within skew of now.
+func Fresh(timestamp string, now time.Time, skew time.Duration) bool {
+	ts, err := strconv.ParseInt(timestamp, 10, 64)
+	if err != nil {
+		return false
+	}
+	d := now.Sub(time.Unix(ts, 0))
+	return d <= skew && d >= -skew
+}
+
+// ErrNoReply is returned by the simulator when WeChat's answer was "success".
+var ErrNoReply = errors.New("no reply")
+
+func writeSuccess(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = io.WriteString(w, "success")
+}
+
+// bufferedWriter collects silenceper's output so we decide what WeChat gets.
+type bufferedWriter struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func newBufferedWriter() *bufferedWriter { return &bufferedWriter{header: http.Header{}} }
+
+func (b *bufferedWriter) Header() http.Header         { return b.header }
+func (b *bufferedWriter) Write(p []byte) (int, error) { return b.body.Write(p) }
+func (b *bufferedWriter) WriteHeader(code int)        { b.status = code }
+
+func (b *bufferedWriter) copyTo(w http.ResponseWriter) {
+	for k, v := range b.header {
+		w.Header()[k] = v
+	}
+	if b.status == 0 {
+		b.status = http.StatusOK
+	}
+	w.WriteHeader(b.status)
+	_, _ = w.Write(b.body.Bytes())
+}

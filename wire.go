@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"wxlogin/events"
+	"wxlogin/handlers"
+	"wxlogin/login"
+	"wxlogin/static"
+	"wxlogin/storage"
+	"wxlogin/wechat"
+)
+
+// app is the wired service.
+type app struct {
+	handler http.Handler
+	hub     *events.Hub
+	store   login.Store
+	svc     *login.Service
+	stopBg  context.CancelFunc
+	bg      sync.WaitGroup
+	closers []func() error
+}
+
+func (a *app) close() {
+	a.stopBg()
+	a.bg.Wait()
+	a.hub.Close()
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		_ = a.closers[i]()
+	}
+}
+
+// WeChat API calls must not hang a request: silenceper takes no context for
+// qrcode/create, so its HTTP client's timeout is the only bound.
+const wechatTimeout = 4 * time.Second
+
+// demoAppID is the stand-in Official Account of demo mode.
+const demoAppID = "wxdemo00000000000"
+
+func build(ctx context.Context, cfg *config, log *slog.Logger, self string) (*app, error) {
+	a := &app{}
+	store, err := storage.OpenBolt(cfg.DB)
+	if err != nil {
+		return nil, err
+	}
+	a.store = store
+	a.closers = append(a.closers, store.Close)
+
+	a.hub = events.NewHub(
+		events.WithHeartbeat(cfg.Heartbeat),
+		events.WithLimits(cfg.MaxStreams, cfg.MaxStreamsIP),
+		events.WithLogger(log),
+	)
+
+	wcfg := wechat.Config{AppID: cfg.AppID, AppSecret: cfg.AppSecret, Token: cfg.Token, AESKey: cfg.AESKey}
+	if cfg.Demo() {
+		wcfg = demoWeChat(cfg, log)
+	} else {
+		wechat.UseTimeout(wechatTimeout)
+	}
+	client := wechat.NewClient(wcfg, log)
+
+	a.svc = login.NewService(store, a.hub, client,
+		login.WithQRTTL(cfg.QRTTL),
+		login.WithReplyTemplate(cfg.ReplyTemplate),
+		login.WithConfirmLinks(cfg.ConfirmMode == "link"),
+		login.WithLogger(log),
+	)
+	callback := wechat.NewCallback(client, a.svc, wcfg.Token, log)
+
+	hcfg := handlers.Config{
+		PublicURL:      cfg.PublicURL,
+		AllowedOrigins: cfg.AllowedOrigins,
+		Demo:           cfg.Demo(),
+		Static:         static.Files,
+		SceneRate:      cfg.SceneRate,
+		Callback:       callback,
+		Log:            log,
+		IPExtractor:    ipExtractor(cfg),
+		Ready: func(ctx context.Context) error {
+			ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			return store.Ping(ctx)
+		},
+	}
+	if cfg.Demo() {
+		sim := &wechat.Simulator{URL: self + "/wechat/callback", Token: wcfg.Token, AppID: wcfg.AppID, AESKey: wcfg.AESKey}
+		hcfg.DevScan = func(ctx context.Context, sceneID, openID string, firstFollow bool) (string, error) {
+			r, err := sim.Send(ctx, wechat.ScanEvent(sceneID, openID, firstFollow, time.Now()))
+			if err != nil {
+				return "", err
+			}
+			if r.Status != http.StatusOK {
+				return "", fmt.Errorf("callback answered %d", r.Status)
+			}
+			return r.Text, nil
+		}
+	}
+	a.handler = handlers.New(a.svc, a.hub, hcfg)
+
+	bgCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	a.stopBg = cancel
+	a.bg.Add(1)
+	go func() {
+		defer a.bg.Done()
+		sweep(bgCtx, a.svc, cfg.SweepInterval, log)
+	}()
+	return a, nil
+}
+
+// demoWeChat sets up the offline stand-in for WeChat's API and says loudly
+// that this is a demo.
+func demoWeChat(cfg *config, log *slog.Logger) wechat.Config {
+	wechat.UseDemoStandIn(wechatTimeout)
+	token := cfg.Token
+	if token == "" {
+		token = randomString(24)
+		log.Warn("DEMO MODE: callback token generated for this run", "wechat_token", token)
+	}
+	log.Warn("DEMO MODE: no WECHAT_APPID set. WeChat's API is simulated in-process and " +
+		"/api/v1/dev/scan can log anyone in. Never expose this to the internet.")
+	return wechat.Config{AppID: demoAppID, AppSecret: "demo-secret", Token: token, AESKey: cfg.AESKey}
+}
+
+// sweep expires and deletes scenes on time, so streams learn of expiry.
+func sweep(ctx context.Context, svc *login.Service, every time.Duration, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := svc.Sweep(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			log.Warn("sweep", "err", err)
+		}
+	}
+}
+
+func ipExtractor(cfg *config) echo.IPExtractor {
+	if len(cfg.TrustedProxies) == 0 {
+		return echo.ExtractIPDirect()
+	}
+	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, n := range cfg.TrustedProxies {
+		opts = append(opts, echo.TrustIPRange(n))
+	}
+	return echo.ExtractIPFromXFFHeader(opts...)
+}
+
+func randomString(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return strings.TrimRight(base64.RawURLEncoding.EncodeToString(b), "=")[:n]
+}
