@@ -27,6 +27,7 @@ type config struct {
 	AESKey         string
 	QRTTL          time.Duration
 	ConfirmMode    string // auto | link
+	LinkKey        string // WXLOGIN_LINK_KEY: signs confirm links; "" = derived from the WeChat secrets
 	TrustedProxies []*net.IPNet
 	AllowedOrigins []string
 	DemoPublic     bool // WXLOGIN_DEMO=1: demo mode may listen beyond loopback
@@ -95,6 +96,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*c
 	c.PublicURL = strings.TrimRight(str("WXLOGIN_PUBLIC_URL", ""), "/")
 	c.QRTTL = dur("WXLOGIN_QR_TTL", login.DefaultQRTTL)
 	c.ConfirmMode = str("WXLOGIN_CONFIRM", "auto")
+	c.LinkKey = str("WXLOGIN_LINK_KEY", "")
 	c.ReplyTemplate = str("WXLOGIN_REPLY_TEMPLATE", login.DefaultReplyTemplate)
 	c.LogFormat = str("WXLOGIN_LOG_FORMAT", "text")
 	c.SceneRate = num("WXLOGIN_SCENE_RATE", 30)
@@ -120,6 +122,9 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*c
 	}
 	if c.ConfirmMode == "link" && c.PublicURL == "" {
 		errs = append(errs, errors.New("WXLOGIN_CONFIRM=link needs WXLOGIN_PUBLIC_URL for the confirm link"))
+	}
+	if c.LinkKey != "" && len(c.LinkKey) < login.MinLinkKeyLen {
+		errs = append(errs, fmt.Errorf("WXLOGIN_LINK_KEY: want at least %d characters of random secret", login.MinLinkKeyLen))
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("WXLOGIN_LOG_FORMAT=%q: want text or json", c.LogFormat))

@@ -79,6 +79,14 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, self string) (*ap
 		login.WithLogger(log),
 	)
 	callback := wechat.NewCallback(client, a.svc, wcfg.Token, log)
+	links, err := confirmLinks(cfg, wcfg)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	if links != nil {
+		callback.ConfirmLink = handlers.ConfirmLink(a.svc, links, cfg.PublicURL)
+	}
 
 	hcfg := handlers.Config{
 		PublicURL:      cfg.PublicURL,
@@ -89,6 +97,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, self string) (*ap
 		Callback:       callback,
 		Log:            log,
 		IPExtractor:    ipExtractor(cfg),
+		Links:          links,
 		Ready: func(ctx context.Context) error {
 			ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			defer cancel()
@@ -148,6 +157,25 @@ func sweep(ctx context.Context, svc *login.Service, every time.Duration, log *sl
 			log.Warn("sweep", "err", err)
 		}
 	}
+}
+
+// confirmLinks returns the confirm-link signer in confirm mode (nil
+// otherwise). The key is WXLOGIN_LINK_KEY, or else derived from the WeChat
+// secrets every instance already shares, so a link made by one instance
+// works on any other without extra configuration.
+func confirmLinks(cfg *config, wcfg wechat.Config) (*login.LinkSigner, error) {
+	if cfg.ConfirmMode != "link" {
+		return nil, nil
+	}
+	key := []byte(cfg.LinkKey)
+	if len(key) == 0 {
+		key = login.DeriveLinkKey(wcfg.AppSecret, wcfg.Token, wcfg.AESKey)
+	}
+	links, err := login.NewLinkSigner(key)
+	if err != nil {
+		return nil, fmt.Errorf("WXLOGIN_LINK_KEY: %w", err)
+	}
+	return links, nil
 }
 
 func ipExtractor(cfg *config) echo.IPExtractor {

@@ -59,7 +59,9 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 			secs := int(math.Ceil(le.RetryAfter.Seconds()))
 			c.Response().Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
 		}
-		if status >= 500 {
+		// WeChat's quota error is logged by the WeChat client at most once a
+		// minute; logging it here too would log it per request.
+		if status >= 500 && login.ErrorCode(err) != login.EQUOTA {
 			log.Error("request failed", "path", c.Path(), "status", status, "err", err)
 		}
 		if c.Request().Method == http.MethodHead {

@@ -51,6 +51,8 @@ type Config struct {
 	IPExtractor echo.IPExtractor
 	// Middleware is added first (metrics, request logs).
 	Middleware []echo.MiddlewareFunc
+	// Links signs confirm links; set only in confirm mode (serves /confirm/).
+	Links *login.LinkSigner
 }
 
 // Limits of request bodies.
@@ -131,6 +133,9 @@ func New(svc *login.Service, streams Streams, cfg Config) *echo.Echo {
 	e.GET("/readyz", a.ready)
 	if cfg.Metrics != nil {
 		e.GET("/metrics", echo.WrapHandler(cfg.Metrics))
+	}
+	if cfg.Links != nil {
+		registerConfirm(e, svc, cfg.Links)
 	}
 	if cfg.Static != nil {
 		registerStatic(e, cfg.Static, cfg.Demo)
@@ -457,7 +462,9 @@ func decodeJSON(c echo.Context, v any) error {
 	body, err := io.ReadAll(io.LimitReader(c.Request().Body, MaxJSONBody+1))
 	if err != nil {
 		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) || strings.Contains(err.Error(), "too large") {
+		// Echo's BodyLimit fails the read with its own 413 error when no
+		// Content-Length announced the size (a chunked body).
+		if errors.As(err, &mbe) || errors.Is(err, echo.ErrStatusRequestEntityTooLarge) {
 			return login.Errorf(login.ETOOLARGE, "request body larger than %d bytes", MaxJSONBody)
 		}
 		return login.Errorf(login.EINVALID, "cannot read the request body")

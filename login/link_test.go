@@ -131,4 +131,3 @@ func TestLinkKeyRules(t *testing.T) {
 		t.Fatalf("derived key is %d bytes", len(a))
 	}
 }
-

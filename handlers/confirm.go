@@ -1,0 +1,205 @@
+package handlers
+
+// The confirm page of confirm mode (WXLOGIN_CONFIRM=link), the defence
+// against QR-login phishing (QRLJacking): a scan only marks the scene
+// "scanned", and WeChat's reply carries a signed link to this page. The page
+// shows where the login request came from (IP, browser, time); only a POST
+// from its form decides. GET never changes anything, so a link-preview bot
+// or a prefetching browser that fetches the link cannot confirm a login.
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	_ "embed"
+	"encoding/base64"
+	"errors"
+	"html/template"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"wxlogin/login"
+)
+
+// ConfirmPath is where confirm links point, under the public URL.
+const ConfirmPath = "/confirm/"
+
+//go:embed confirm.html
+var confirmHTML string
+
+var confirmTemplate = template.Must(template.New("confirm").Parse(confirmHTML))
+
+// beijing is the time zone WeChat users read; the page shows UTC too.
+var beijing = time.FixedZone("UTC+8", 8*3600)
+
+// ConfirmLink returns the function the WeChat callback uses to put a signed
+// link into its reply. The link lives as long as the scene: its expiry is the
+// scene's, so a retried callback gets the very same link (and reply text).
+func ConfirmLink(svc *login.Service, links *login.LinkSigner, publicURL string) func(sceneID, openID string) string {
+	base := strings.TrimRight(publicURL, "/") + ConfirmPath
+	return func(sceneID, openID string) string {
+		// The callback has just written this scene; the read is a local
+		// lookup, bounded in case storage is struggling.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		expires := svc.Now().Add(svc.QRTTL()) // a scene never outlives this
+		if sc, err := svc.Scene(ctx, sceneID); err == nil {
+			expires = sc.ExpiresAt
+		}
+		return base + url.PathEscape(links.Token(sceneID, openID, expires))
+	}
+}
+
+// confirmPage serves GET (show) and POST (decide) for one link.
+type confirmPage struct {
+	svc   *login.Service
+	links *login.LinkSigner
+}
+
+func registerConfirm(e *echo.Echo, svc *login.Service, links *login.LinkSigner) {
+	p := &confirmPage{svc: svc, links: links}
+	g := e.Group(strings.TrimSuffix(ConfirmPath, "/"), middleware.BodyLimit("4KB"))
+	g.GET("/:token", p.show)
+	g.POST("/:token", p.decide)
+}
+
+// confirmView is the template's data.
+type confirmView struct {
+	Nonce          string
+	Title          string
+	Message        string
+	Ask            bool
+	ClientIP       string
+	UserAgent      string
+	RequestedAt    string
+	RequestedAtUTC string
+}
+
+func (p *confirmPage) show(c echo.Context) error {
+	sc, status, v := p.load(c)
+	if sc == nil {
+		return p.render(c, status, v)
+	}
+	switch sc.StatusAt(p.svc.Now()) {
+	case login.StatusScanned:
+		return p.render(c, http.StatusOK, askView(sc))
+	case login.StatusConfirmed, login.StatusConsumed, login.StatusDenied:
+		return p.render(c, http.StatusConflict, usedView())
+	}
+	return p.render(c, http.StatusGone, expiredView())
+}
+
+func (p *confirmPage) decide(c echo.Context) error {
+	// Only the form's body counts: a decision in the query string is ignored.
+	if err := c.Request().ParseForm(); err != nil {
+		if errors.Is(err, echo.ErrStatusRequestEntityTooLarge) {
+			return err
+		}
+		return p.render(c, http.StatusBadRequest, messageView("无法读取请求 / Bad request", "请回到微信重新打开链接。 Open the link from WeChat again."))
+	}
+	var approve bool
+	switch c.Request().PostForm.Get("decision") {
+	case "confirm":
+		approve = true
+	case "deny":
+	default:
+		return p.render(c, http.StatusBadRequest, messageView("请选择 / Choose", "请点 \"确认登录\" 或 \"拒绝\"。 Tap Confirm or Deny."))
+	}
+	sc, status, v := p.load(c)
+	if sc == nil {
+		return p.render(c, status, v)
+	}
+	rec, err := p.svc.Decide(c.Request().Context(), sc.ID, sc.OpenID, approve)
+	if err != nil {
+		return err
+	}
+	switch rec.Outcome {
+	case login.OutcomeConfirmed:
+		return p.render(c, http.StatusOK, messageView("登录成功 / Logged in",
+			p.svc.Reply(rec)+" 请回到网页继续。 You can return to the browser now."))
+	case login.OutcomeDenied:
+		return p.render(c, http.StatusOK, messageView("已拒绝 / Denied",
+			"这次登录已被拒绝, 网页不会登录。 The login was denied; the browser is not logged in."))
+	case login.OutcomeDecided:
+		return p.render(c, http.StatusConflict, usedView())
+	}
+	return p.render(c, http.StatusGone, expiredView())
+}
+
+// load checks the link and returns its scene, or the status and page to show
+// instead. The MAC is checked against the openid stored in the scene, so the
+// link works only for the person who scanned.
+func (p *confirmPage) load(c echo.Context) (*login.Scene, int, confirmView) {
+	invalid := messageView("链接无效 / Invalid link", "这个链接无效。 This link is not valid.")
+	claim, err := login.ParseLinkToken(c.Param("token"))
+	if err != nil {
+		return nil, http.StatusNotFound, invalid
+	}
+	sc, err := p.svc.Scene(c.Request().Context(), claim.SceneID)
+	if errors.Is(err, login.ErrNotFound) {
+		return nil, http.StatusGone, expiredView()
+	}
+	if err != nil {
+		return nil, http.StatusServiceUnavailable, messageView("暂时无法处理 / Try again",
+			"服务暂时不可用, 请稍后再试。 The service is unavailable; try again shortly.")
+	}
+	switch err := p.links.Verify(claim, sc.OpenID, p.svc.Now()); {
+	case errors.Is(err, login.ErrLinkExpired):
+		return nil, http.StatusGone, expiredView()
+	case err != nil:
+		return nil, http.StatusForbidden, invalid
+	}
+	return sc, 0, confirmView{}
+}
+
+func askView(sc *login.Scene) confirmView {
+	ua := sc.UserAgent
+	if ua == "" {
+		ua = "(unknown)"
+	}
+	return confirmView{
+		Title:          "确认登录 / Confirm login",
+		Ask:            true,
+		ClientIP:       sc.ClientIP,
+		UserAgent:      ua,
+		RequestedAt:    sc.CreatedAt.In(beijing).Format("2006-01-02 15:04:05") + " (北京时间 UTC+8)",
+		RequestedAtUTC: sc.CreatedAt.UTC().Format(time.RFC3339),
+	}
+}
+
+func usedView() confirmView {
+	return messageView("链接已使用 / Link already used", "这个链接已经用过了。 This link was already used.")
+}
+
+func expiredView() confirmView {
+	return messageView("已过期 / Expired", "二维码已过期, 请刷新网页后重新扫码。 This code has expired; refresh the page for a new one.")
+}
+
+func messageView(title, msg string) confirmView { return confirmView{Title: title, Message: msg} }
+
+// render writes the page with its own CSP: no script at all, one inline
+// style allowed by a fresh nonce, the form may post only to us, no framing.
+func (p *confirmPage) render(c echo.Context, status int, v confirmView) error {
+	v.Nonce = randomNonce()
+	var buf bytes.Buffer
+	if err := confirmTemplate.Execute(&buf, v); err != nil {
+		return &login.Error{Code: login.EINTERNAL, Message: "cannot render the confirm page", Err: err}
+	}
+	h := c.Response().Header()
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'nonce-"+v.Nonce+"'; "+
+		"form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Cache-Control", "no-store")
+	return c.HTMLBlob(status, buf.Bytes())
+}
+
+func randomNonce() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms
+	return base64.RawStdEncoding.EncodeToString(b)
+}
