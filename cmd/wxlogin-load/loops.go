@@ -169,7 +169,7 @@ func (j constJob) request(ctx context.Context) (*http.Request, error) {
 	return http.NewRequestWithContext(ctx, http.MethodGet, j.url, nil)
 }
 func (j constJob) done(int, pollAnswer, time.Duration, time.Time) {}
-func (j constJob) readyAt() time.Time                              { return time.Time{} }
+func (j constJob) readyAt() time.Time                             { return time.Time{} }
 
 // pollJob polls one scene, respecting the interval it is told and any
 // slow_down answer.

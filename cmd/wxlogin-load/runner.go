@@ -39,8 +39,8 @@ type Report struct {
 	StreamErrs   int64       `json:"stream_errors"`
 	Disconnects  int64       `json:"early_disconnects"`
 	NoReady      int64       `json:"scan_ticks_without_waiter,omitempty"`
-	Latency      Percentiles `json:"latency"`       // scan/publish sent → event read
-	CallbackRTT  Percentiles `json:"callback_rtt"`  // scan/publish sent → answered
+	Latency      Percentiles `json:"latency"`      // scan/publish sent → event read
+	CallbackRTT  Percentiles `json:"callback_rtt"` // scan/publish sent → answered
 	PollOK       int64       `json:"poll_ok,omitempty"`
 	PollSlowDown int64       `json:"poll_slow_down,omitempty"`
 	PollErrors   int64       `json:"poll_errors,omitempty"`
