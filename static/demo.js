@@ -1,73 +1,163 @@
-import { QRLogin } from "/static/qrlogin.js";
+// The demo page: a QR code, a countdown, live status in Chinese and English, and in
+// demo mode a button that has the server simulate WeChat's signed callback.
+// Everything goes through qrlogin.js, as it would on another site.
+import { QRLogin } from "./qrlogin.js";
 
 const $ = (id) => document.getElementById(id);
-let login, scene, expiresAt, tick;
+// wxlogin may sit under a path prefix behind a reverse proxy: the API is beside this page.
+const base = new URL(".", location.href).href.replace(/\/$/, "");
 
-const text = {
-  pending: "请用微信扫码 · Scan with WeChat",
-  scanned: "已扫码, 请在手机上确认 · Scanned: confirm on your phone",
-  expired: "二维码已过期, 请刷新 · Expired: get a new QR code",
-  denied: "已拒绝 · Login denied",
+// Each message is [中文, English].
+const messages = {
+  pending: ["请用微信扫一扫登录", "Scan the code with WeChat to log in"],
+  scanned: ["已扫码, 请在手机上确认登录", "Scanned: confirm the login on your phone"],
+  confirmed: ["已确认, 正在登录…", "Confirmed, logging in…"],
+  expired: ["二维码已过期, 请刷新", "The QR code has expired: refresh it"],
+  denied: ["已在手机上拒绝登录", "The login was denied on the phone"],
+  consumed: ["此二维码已被使用", "This QR code was already used"],
 };
 
-function show(msg, cls) {
-  $("status").textContent = msg;
-  $("status").className = "status " + (cls || "");
+let login;
+let scene;
+let tick;
+
+function say(zh, en, tone = "") {
+  const el = $("status");
+  el.replaceChildren(zh, Object.assign(document.createElement("span"), { className: "en", textContent: en }));
+  el.className = "status " + tone;
 }
 
-function countdown() {
+function setStatus(status) {
+  document.body.dataset.status = status;
+}
+
+// ordinal gives "1st", "2nd", "3rd", "11th", "22nd".
+function ordinal(n) {
+  const s = ["th", "st", "nd", "rd"];
+  const v = n % 100;
+  return n + (s[(v - 20) % 10] || s[v] || s[0]);
+}
+
+function overlay(mark, tone, withRefresh) {
+  $("overlay").hidden = !mark;
+  $("overlay").className = "overlay " + (tone || "");
+  $("overlay-mark").textContent = mark || "";
+  $("overlay-refresh").hidden = !withRefresh;
+}
+
+function startCountdown(expiresAtMs, total) {
   clearInterval(tick);
-  tick = setInterval(() => {
-    const left = Math.max(0, Math.round((expiresAt - Date.now()) / 1000));
-    $("countdown").textContent = left > 0 ? `${left} 秒后过期 · expires in ${left}s` : "";
-  }, 250);
+  $("timer").hidden = false;
+  const draw = () => {
+    const left = Math.max(0, Math.ceil((expiresAtMs - Date.now()) / 1000));
+    $("countdown").textContent = `${left} 秒后过期 · expires in ${left} s`;
+    $("bar").style.transform = `scaleX(${total > 0 ? Math.min(1, left / total) : 0})`;
+    if (left === 0) clearInterval(tick);
+  };
+  draw();
+  tick = setInterval(draw, 500);
 }
 
-function start() {
-  if (login) login.stop();
-  $("qr").classList.remove("faded");
-  login = QRLogin.start({
-    polling: $("polling").checked,
-    onScene(s) {
-      scene = s;
-      expiresAt = Date.parse(s.expires_at);
-      $("qr").src = s.qr_image;
-      $("qr").dataset.scene = s.scene_id;
-      countdown();
-    },
-    onStatus(status) {
-      document.body.dataset.status = status;
-      if (text[status]) show(text[status], status === "pending" || status === "scanned" ? "" : "bad");
-      if (status !== "pending" && status !== "scanned") { clearInterval(tick); $("countdown").textContent = ""; $("qr").classList.add("faded"); }
-    },
-    onLogin(session) {
-      const u = session.user;
-      document.body.dataset.status = "logged-in";
-      show(`${u.name} 已登录, 第 ${u.login_count} 次登录 · Logged in as ${u.name} (login #${u.login_count})`, "ok");
-    },
-    onExpired() { show(text.expired, "bad"); },
-    onError(err) { show("出错了 · Error: " + err.message, "bad"); },
-  });
+function stopCountdown() {
+  clearInterval(tick);
+  $("timer").hidden = true;
 }
+
+const handlers = {
+  onScene(s) {
+    scene = s;
+    $("qr").dataset.scene = s.scene_id;
+    $("user").hidden = true;
+    $("net").hidden = true;
+    overlay(null);
+    startCountdown(s.expiresAtMs, s.ttl);
+    $("scan").disabled = false;
+  },
+  onStatus(status) {
+    setStatus(status);
+    $("net").hidden = true;
+    const [zh, en] = messages[status] || [status, status];
+    const waiting = status === "pending" || status === "scanned";
+    say(zh, en, waiting ? "" : status === "confirmed" ? "ok" : "bad");
+    if (status === "scanned") overlay("✓", "ok");
+    if (!waiting) {
+      stopCountdown();
+      $("scan").disabled = true;
+      overlay(status === "confirmed" ? "✓" : "!", status === "confirmed" ? "ok" : "bad", status !== "confirmed");
+    }
+  },
+  onLogin(session) {
+    const u = session.user;
+    setStatus("logged-in");
+    say(`${u.name}, 登录成功! 这是你第 ${u.login_count} 次登录`,
+      `Logged in as ${u.name}, for the ${ordinal(u.login_count)} time`, "ok");
+    $("user-name").textContent = u.name;
+    $("user-count").textContent = String(u.login_count);
+    $("user-first").textContent = new Date(u.first_login_at).toLocaleString();
+    $("user").hidden = false;
+  },
+  onExpired() {
+    $("qr").classList.add("faded");
+  },
+  onMode(mode) {
+    document.body.dataset.mode = mode;
+    $("mode").textContent = mode === "stream" ? "实时推送 · live stream (SSE)" : "轮询 · polling";
+    $("polling").checked = mode === "polling";
+  },
+  onError(err) {
+    if (err.retrying) {
+      $("net").hidden = false;
+      $("net").textContent = "网络不稳定, 正在重试… · Connection problem, retrying…";
+      return;
+    }
+    setStatus("error");
+    stopCountdown();
+    say("出错了: " + err.message, "Something went wrong: " + err.message, "bad");
+  },
+};
 
 async function simulateScan() {
   if (!scene) return;
-  const res = await fetch("/api/v1/dev/scan", {
-    method: "POST",
-    headers: { "Content-Type": "application/json", Authorization: "Bearer " + scene.secret },
-    body: JSON.stringify({ scene_id: scene.scene_id }),
-  });
-  if (!res.ok) show("模拟扫码失败 · Simulated scan failed", "bad");
+  $("scan").disabled = true;
+  try {
+    const res = await fetch(base + "/api/v1/dev/scan", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Authorization: "Bearer " + scene.secret },
+      body: JSON.stringify({ scene_id: scene.scene_id }),
+    });
+    if (!res.ok) throw new Error((await res.json().catch(() => ({}))).message || res.statusText);
+  } catch (err) {
+    $("scan").disabled = false;
+    say("模拟扫码失败: " + err.message, "Simulated scan failed: " + err.message, "bad");
+  }
+}
+
+function refresh() {
+  $("qr").classList.remove("faded");
+  $("qr").removeAttribute("data-scene");
+  say("正在准备二维码…", "Preparing the QR code…");
+  setStatus("loading");
+  login.refresh();
+}
+
+async function demoMode() {
+  try {
+    const res = await fetch(base + "/api/v1/dev/config");
+    return res.ok && (await res.json()).demo === true;
+  } catch {
+    return false;
+  }
 }
 
 async function init() {
-  const cfg = await fetch("/api/v1/dev/config").then((r) => (r.ok ? r.json() : { demo: false })).catch(() => ({ demo: false }));
-  $("demo-banner").hidden = !cfg.demo;
-  $("scan").hidden = !cfg.demo;
+  $("refresh").addEventListener("click", refresh);
+  $("overlay-refresh").addEventListener("click", refresh);
   $("scan").addEventListener("click", simulateScan);
-  $("refresh").addEventListener("click", start);
-  $("polling").addEventListener("change", start);
-  start();
+  $("polling").addEventListener("change", () => login.setPolling($("polling").checked));
+  login = QRLogin.start({ base, qr: $("qr"), resume: true, polling: $("polling").checked, ...handlers });
+  const demo = await demoMode();
+  $("demo-banner").hidden = !demo;
+  $("scan").hidden = !demo;
 }
 
 init();

@@ -1,157 +1,383 @@
-// qrlogin.js: a dependency-free client for wxlogin ("scan with WeChat to log in").
+// qrlogin.js — a dependency-free browser client for wxlogin ("scan with WeChat to log in").
 //
-//   import { QRLogin } from "/static/qrlogin.js";
-//   const login = QRLogin.start({ base: "", onStatus, onLogin, onExpired });
+//   import { QRLogin } from "https://login.example.com/static/qrlogin.js";
+//   const login = QRLogin.start({
+//     base: "https://login.example.com",  // where wxlogin runs; "" = this page's origin
+//     qr: document.querySelector("#qr"),  // an <img> to show the QR code in (optional)
+//     onStatus(status, view) {},          // pending, scanned, confirmed, expired, denied, consumed
+//     onLogin(session) {},                // {access_token, token_type, expires_in, user}
+//     onExpired(view) {},                 // call login.refresh() for a new QR code
+//   });
 //
-// It creates a scene, waits over EventSource (falling back to polling), exchanges
-// the one-time code for a session exactly once, and stops all network activity
-// after a terminal status. login.refresh() starts over with a new QR code;
-// login.stop() ends everything.
+// It creates a scene, shows its QR code and waits for the scan over EventSource. It falls
+// back to polling (long-polls, honouring the server's `interval`, `slow_down` and
+// `Retry-After`) when EventSource is missing, when the stream fails repeatedly, or when no
+// first event arrives within a few seconds (a proxy that buffers the stream). It exchanges
+// the one-time code for a session exactly once, and after a terminal status it makes no
+// more requests. login.refresh() starts over with a new QR code, login.setPolling(on)
+// switches how the current scene is watched, login.stop() ends everything.
+//
+// Other callbacks: onScene(scene) when a QR code is ready, onMode("stream"|"polling"),
+// onError(err) — err.retrying is true when the client keeps trying on its own.
+// Options: polling (start with polling), resume (keep the scene across page reloads of
+// this tab, in sessionStorage), firstEventTimeout (ms, 5000), maxStreamErrors (3),
+// wait (long-poll seconds, 25; 0 = plain polling), credentials ("include" when base is
+// another origin; wxlogin must then list this page's origin in WXLOGIN_ALLOWED_ORIGINS).
 
-const TERMINAL = new Set(["confirmed", "expired", "denied"]);
+const STATUSES = ["pending", "scanned", "confirmed", "consumed", "expired", "denied"];
+const TERMINAL = new Set(["confirmed", "consumed", "expired", "denied"]);
+// The server publishes "expired" at expires_at; this much later the client stops
+// waiting on its own (say, the network is down), so nothing runs forever.
+const EXPIRY_GRACE_MS = 3000;
+const MAX_BACKOFF_MS = 30000;
+const noop = () => {};
 
 export class QRLogin {
+  // start makes a client and shows the first QR code (or the tab's saved one with resume).
   static start(opts) {
-    const l = new QRLogin(opts);
-    l.refresh();
-    return l;
+    const login = new QRLogin(opts);
+    login.begin(login.resume ? login.load() : null);
+    return login;
   }
 
   constructor(opts = {}) {
-    this.base = (opts.base || "").replace(/\/$/, "");
-    this.onStatus = opts.onStatus || (() => {});
-    this.onLogin = opts.onLogin || (() => {});
-    this.onExpired = opts.onExpired || (() => {});
-    this.onError = opts.onError || (() => {});
-    this.onScene = opts.onScene || (() => {});
-    this.usePolling = !!opts.polling || typeof EventSource === "undefined";
-    this.firstEventTimeout = opts.firstEventTimeout || 5000;
-    this.maxStreamErrors = opts.maxStreamErrors || 3;
-    this.credentials = opts.credentials || "same-origin";
-    this.gen = 0;
+    this.base = (opts.base || "").replace(/\/+$/, "");
+    this.qr = opts.qr || null;
+    this.onScene = opts.onScene || noop;
+    this.onStatus = opts.onStatus || noop;
+    this.onLogin = opts.onLogin || noop;
+    this.onExpired = opts.onExpired || noop;
+    this.onError = opts.onError || noop;
+    this.onMode = opts.onMode || noop;
+    this.polling = !!opts.polling;
+    this.resume = !!opts.resume;
+    this.firstEventTimeout = opts.firstEventTimeout ?? 5000;
+    this.maxStreamErrors = opts.maxStreamErrors ?? 3;
+    this.wait = opts.wait ?? 25;
+    this.credentials = opts.credentials || (sameOrigin(this.base) ? "same-origin" : "include");
+    this.storageKey = "qrlogin:" + (this.base || location.origin);
+    this.run = null; // the current scene: everything asynchronous checks it is still current
+    this.scene = null;
+    this.status = null;
+    this.mode = null;
   }
 
-  // refresh abandons the current scene (if any) and starts a new one.
-  async refresh() {
-    this.stop();
-    const gen = ++this.gen;
-    this.done = false;
-    this.exchanged = false;
-    let scene;
-    try {
-      const res = await fetch(this.base + "/api/v1/login/scenes", { method: "POST", credentials: this.credentials });
-      if (!res.ok) throw await apiError(res);
-      scene = await res.json();
-    } catch (err) {
-      if (gen === this.gen) this.onError(err);
-      return;
-    }
-    if (gen !== this.gen) return;
-    this.scene = scene;
-    this.onScene(scene);
-    this.handle({ scene_id: scene.scene_id, status: scene.status, expires_at: scene.expires_at, interval: scene.interval }, gen);
-    if (this.usePolling) this.poll(gen, 0);
-    else this.stream(gen);
+  // refresh abandons the current scene and starts over with a new QR code.
+  refresh() {
+    return this.begin(null);
   }
 
-  // stop ends every connection and timer.
+  // stop ends every request, stream and timer of the current scene.
   stop() {
-    this.gen++;
-    if (this.es) { this.es.close(); this.es = null; }
-    clearTimeout(this.timer);
-    clearTimeout(this.firstTimer);
+    const run = this.run;
+    this.run = null;
+    if (run) {
+      this.finish(run);
+      if (run.exchange) run.exchange.abort();
+    }
   }
 
-  stream(gen) {
+  // setPolling switches between the stream and polling for the current scene,
+  // without a new QR code.
+  setPolling(on) {
+    this.polling = !!on;
+    if (this.live(this.run) && this.run.scene) this.watch(this.run);
+  }
+
+  async begin(saved) {
+    this.stop();
+    const run = { scene: null, done: false, exchanged: false, resumed: !!saved, waiter: null, expiry: 0, exchange: null };
+    this.run = run;
+    this.status = null;
+    let scene = saved;
+    if (!scene) {
+      try {
+        scene = await this.createScene();
+      } catch (err) {
+        if (run === this.run) {
+          run.done = true;
+          this.onError(err);
+        }
+        return;
+      }
+      if (run !== this.run) return;
+      this.save(scene);
+    }
+    run.scene = this.scene = scene;
+    if (this.qr) this.qr.src = scene.qr_image;
+    this.onScene(scene);
+    run.expiry = setTimeout(() => this.handle(run, { scene_id: scene.scene_id, status: "expired", expires_at: scene.expires_at }),
+      Math.max(0, scene.expiresAtMs - Date.now()) + EXPIRY_GRACE_MS);
+    if (!saved) this.handle(run, { scene_id: scene.scene_id, status: scene.status, expires_at: scene.expires_at, interval: scene.interval });
+    this.watch(run);
+  }
+
+  async createScene() {
+    const res = await fetch(this.base + "/api/v1/login/scenes", {
+      method: "POST",
+      credentials: this.credentials,
+      headers: { Accept: "application/json" },
+    });
+    if (!res.ok) throw await apiError(res);
+    const s = await res.json();
+    return {
+      ...s,
+      qr_image: this.resolve(s.qr_image),
+      events_url: this.resolve(s.events_url),
+      status_url: this.resolve(s.status_url),
+      ttl: s.expires_in,
+      // From this tab's clock, so a skewed clock does not shorten the countdown.
+      expiresAtMs: Date.now() + s.expires_in * 1000,
+    };
+  }
+
+  // watch (re)starts waiting for the current scene with the chosen transport.
+  watch(run) {
+    this.unwatch(run);
+    const waiter = { ctrl: new AbortController(), timers: new Set(), es: null };
+    run.waiter = waiter;
+    if (this.polling || typeof EventSource === "undefined") this.poll(run, waiter, 0);
+    else this.stream(run, waiter);
+  }
+
+  unwatch(run) {
+    const w = run.waiter;
+    if (!w) return;
+    run.waiter = null;
+    if (w.es) w.es.close();
+    for (const t of w.timers) clearTimeout(t);
+    w.ctrl.abort();
+  }
+
+  live(run, waiter) {
+    return !!run && run === this.run && !run.done && (!waiter || run.waiter === waiter);
+  }
+
+  later(run, waiter, ms, fn) {
+    const t = setTimeout(() => {
+      waiter.timers.delete(t);
+      if (this.live(run, waiter)) fn();
+    }, ms);
+    waiter.timers.add(t);
+  }
+
+  setMode(mode) {
+    if (this.mode === mode) return;
+    this.mode = mode;
+    this.onMode(mode);
+  }
+
+  stream(run, waiter) {
+    this.setMode("stream");
+    // The scene's cookie (set when it was created) authorises the stream: the secret
+    // never goes into a URL.
+    const es = new EventSource(run.scene.events_url, { withCredentials: this.credentials === "include" });
+    waiter.es = es;
     let errors = 0;
     let gotEvent = false;
-    const es = new EventSource(this.base + "/api/v1/login/scenes/" + this.scene.scene_id + "/events",
-      { withCredentials: this.credentials === "include" });
-    this.es = es;
     const fallback = () => {
-      if (gen !== this.gen || this.done) return;
+      if (!this.live(run, waiter)) return;
       es.close();
-      this.es = null;
-      this.poll(gen, 0);
+      this.watchByPolling(run);
     };
-    // A buffering proxy delivers nothing: fall back to polling.
-    this.firstTimer = setTimeout(() => { if (!gotEvent) fallback(); }, this.firstEventTimeout);
+    // A buffering proxy holds the events back: give up on the stream.
+    this.later(run, waiter, this.firstEventTimeout, () => {
+      if (!gotEvent) fallback();
+    });
     const onEvent = (ev) => {
-      if (gen !== this.gen) return;
+      if (!this.live(run, waiter)) return;
       gotEvent = true;
       errors = 0;
-      let data;
-      try { data = JSON.parse(ev.data); } catch { return; }
-      this.handle(data, gen);
+      let view;
+      try {
+        view = JSON.parse(ev.data);
+      } catch {
+        return;
+      }
+      this.handle(run, view);
     };
-    for (const s of ["pending", "scanned", "confirmed", "consumed", "expired", "denied"]) es.addEventListener(s, onEvent);
+    for (const s of STATUSES) es.addEventListener(s, onEvent);
     es.onerror = () => {
-      if (gen !== this.gen || this.done) { es.close(); return; }
+      if (!this.live(run, waiter)) {
+        es.close();
+        return;
+      }
+      // CLOSED: the server refused the stream (an error status, or 204 for a finished
+      // scene); polling gets a clear answer. CONNECTING: EventSource retries by itself.
       if (es.readyState === EventSource.CLOSED || ++errors >= this.maxStreamErrors) fallback();
     };
   }
 
-  async poll(gen, delayMs) {
-    clearTimeout(this.timer);
-    this.timer = setTimeout(async () => {
-      if (gen !== this.gen || this.done) return;
-      let next = (this.scene.interval || 2) * 1000;
-      try {
-        const res = await fetch(this.base + "/api/v1/login/scenes/" + this.scene.scene_id + "?wait=25", {
-          credentials: this.credentials,
-          headers: { Authorization: "Bearer " + this.scene.secret },
-        });
-        if (gen !== this.gen) return;
-        if (res.status === 429) {
-          next = Math.max(next, (parseInt(res.headers.get("Retry-After"), 10) || 2) * 1000);
-        } else if (res.status === 404) {
-          this.handle({ scene_id: this.scene.scene_id, status: "expired" }, gen);
-        } else if (!res.ok) {
-          this.onError(await apiError(res));
-        } else {
-          this.handle(await res.json(), gen);
+  // watchByPolling is the fallback from the stream; the choice holds for this scene.
+  watchByPolling(run) {
+    this.unwatch(run);
+    const waiter = { ctrl: new AbortController(), timers: new Set(), es: null };
+    run.waiter = waiter;
+    this.poll(run, waiter, 0);
+  }
+
+  poll(run, waiter, delayMs) {
+    this.setMode("polling");
+    this.later(run, waiter, delayMs, () => this.pollOnce(run, waiter));
+  }
+
+  async pollOnce(run, waiter) {
+    const scene = run.scene;
+    let next = scene.interval * 1000; // counted from the end of this request
+    try {
+      const res = await fetch(scene.status_url + (this.wait > 0 ? "?wait=" + this.wait : ""), {
+        credentials: this.credentials,
+        cache: "no-store",
+        signal: waiter.ctrl.signal,
+        headers: { Accept: "application/json", Authorization: "Bearer " + scene.secret },
+      });
+      if (!this.live(run, waiter)) return;
+      if (res.ok) {
+        const view = await res.json();
+        waiter.failures = 0;
+        if (view.interval > 0) next = view.interval * 1000;
+        this.handle(run, view);
+      } else if (res.status === 404) {
+        // Unknown or long finished: nothing more will happen to this scene.
+        this.handle(run, { scene_id: scene.scene_id, status: "expired", expires_at: scene.expires_at });
+      } else if (res.status === 429 || res.status >= 500) {
+        const err = await apiError(res);
+        if (err.code !== "slow_down") {
+          waiter.failures = (waiter.failures || 0) + 1;
+          next = backoff(next, waiter.failures);
+          err.retrying = true;
+          this.onError(err);
         }
-      } catch (err) {
-        if (gen === this.gen) this.onError(err);
+        next = Math.max(next, retryAfterMs(res));
+      } else {
+        // 400/401/403: retrying cannot help.
+        const err = await apiError(res);
+        this.finish(run);
+        this.onError(err);
+        return;
       }
-      if (gen === this.gen && !this.done) this.poll(gen, next);
-    }, delayMs);
+    } catch (err) {
+      if (!this.live(run, waiter) || err.name === "AbortError") return;
+      waiter.failures = (waiter.failures || 0) + 1;
+      next = backoff(next, waiter.failures);
+      err.retrying = true;
+      this.onError(err);
+    }
+    if (this.live(run, waiter)) this.poll(run, waiter, next);
   }
 
-  handle(data, gen) {
-    if (gen !== this.gen || this.done) return;
-    this.onStatus(data.status, data);
-    if (!TERMINAL.has(data.status)) return;
-    this.done = true;
-    this.stop();
-    this.gen = gen; // keep this scene's exchange alive
-    if (data.status === "confirmed") this.exchange(data, gen);
-    else if (data.status === "expired") this.onExpired(data);
+  // handle takes a status from the stream, a poll or the client's own expiry timer.
+  handle(run, view) {
+    if (!this.live(run)) return;
+    if (view.interval > 0) run.scene.interval = view.interval;
+    if (run.resumed && view.status === "consumed" && !run.exchanged) {
+      // This tab logged in with this scene before a reload: show a new QR code.
+      this.forget();
+      this.refresh();
+      return;
+    }
+    if (view.status === this.status) return;
+    this.status = view.status;
+    if (TERMINAL.has(view.status)) {
+      this.finish(run);
+      this.forget();
+    }
+    this.onStatus(view.status, view);
+    if (view.status === "confirmed") this.exchange(run, view);
+    else if (view.status === "expired") this.onExpired(view);
   }
 
-  async exchange(data, gen) {
-    if (this.exchanged || !data.code) return;
-    this.exchanged = true;
+  // finish stops all waiting for the scene: no request, stream or timer is left.
+  finish(run) {
+    run.done = true;
+    clearTimeout(run.expiry);
+    this.unwatch(run);
+  }
+
+  // exchange trades the one-time code for a session, at most once per scene.
+  async exchange(run, view) {
+    if (run.exchanged) return;
+    run.exchanged = true;
+    if (!view.code) {
+      this.onError(new Error("confirmed without a code: the scene's secret was not sent"));
+      return;
+    }
+    run.exchange = new AbortController();
     try {
       const res = await fetch(this.base + "/api/v1/login/token", {
         method: "POST",
         credentials: this.credentials,
-        headers: { "Content-Type": "application/json", Authorization: "Bearer " + this.scene.secret },
-        body: JSON.stringify({ scene_id: data.scene_id, code: data.code }),
+        signal: run.exchange.signal,
+        headers: { "Content-Type": "application/json", Authorization: "Bearer " + run.scene.secret },
+        body: JSON.stringify({ scene_id: view.scene_id, code: view.code }),
       });
       if (!res.ok) throw await apiError(res);
       const session = await res.json();
-      if (gen === this.gen) this.onLogin(session);
+      if (run === this.run) this.onLogin(session);
     } catch (err) {
-      if (gen === this.gen) this.onError(err);
+      if (run === this.run && err.name !== "AbortError") this.onError(err);
     }
   }
+
+  // resolve makes a URL from the server usable from this page: a path is on base.
+  resolve(u) {
+    return u && u.startsWith("/") ? this.base + u : u;
+  }
+
+  // save keeps the scene for a reload of this tab (sessionStorage is per tab, so two
+  // tabs never share a scene). Storage may be unavailable (private modes): then a
+  // reload simply shows a new QR code.
+  save(scene) {
+    if (!this.resume) return;
+    try {
+      sessionStorage.setItem(this.storageKey, JSON.stringify(scene));
+    } catch {}
+  }
+
+  load() {
+    try {
+      const scene = JSON.parse(sessionStorage.getItem(this.storageKey) || "null");
+      if (scene && scene.scene_id && scene.secret && scene.expiresAtMs - Date.now() > 2000) {
+        scene.expires_in = Math.round((scene.expiresAtMs - Date.now()) / 1000);
+        scene.resumed = true;
+        return scene;
+      }
+    } catch {}
+    return null;
+  }
+
+  forget() {
+    if (!this.resume) return;
+    try {
+      sessionStorage.removeItem(this.storageKey);
+    } catch {}
+  }
+}
+
+function sameOrigin(base) {
+  return !base || new URL(base, location.href).origin === location.origin;
+}
+
+function backoff(ms, failures) {
+  return Math.min(MAX_BACKOFF_MS, ms * 2 ** Math.min(failures, 5));
+}
+
+// retryAfterMs reads Retry-After in seconds or as an HTTP date; 0 when absent.
+function retryAfterMs(res) {
+  const v = res.headers.get("Retry-After");
+  if (!v) return 0;
+  const secs = Number(v);
+  if (Number.isFinite(secs)) return Math.max(0, secs * 1000);
+  const at = Date.parse(v);
+  return Number.isFinite(at) ? Math.max(0, at - Date.now()) : 0;
 }
 
 async function apiError(res) {
   let body = {};
-  try { body = await res.json(); } catch {}
-  const err = new Error(body.message || res.statusText || "request failed");
+  try {
+    body = await res.json();
+  } catch {}
+  const err = new Error(body.message || res.statusText || "request failed (" + res.status + ")");
   err.status = res.status;
   err.code = body.error;
   return err;

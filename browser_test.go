@@ -1,0 +1,553 @@
+package main
+
+// Browser tests: the demo page and qrlogin.js in a real headless Chromium,
+// against the real service started by run. Every page goes through a small
+// recording proxy, so a test can tell which way the page waited (stream or
+// polling), that it exchanged the code once, and that it went quiet after
+// the login. The proxy can also buffer or refuse the event stream, as a
+// misconfigured proxy in front of wxlogin would.
+//
+// Chromium: /usr/bin/chromium (Debian's package; .ci/run installs it), or
+// the path in WXLOGIN_CHROMIUM. When it cannot start, the tests fail: a
+// missing browser must never pass for a working client.
+// Screenshots go to the test's temp dir, or to WXLOGIN_SCREENSHOT_DIR when
+// set (to look at them, or to update docs/demo.png).
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+)
+
+// browserTestTimeout bounds one browser test from Chromium's start to its end.
+const browserTestTimeout = 60 * time.Second
+
+// TestBrowserStream: the page waits over EventSource; a signed WeChat
+// callback (the simulate button) logs the person in, and a second round
+// counts a second login.
+func TestBrowserStream(t *testing.T) {
+	srv := startTestServer(t, nil)
+	proxy := startRecordingProxy(t, srv.URL, passStream)
+	b := startBrowser(t)
+	b.open(proxy.URL)
+
+	first := b.waitPending()
+	b.waitJS(`document.body.dataset.mode === "stream"`, 10*time.Second)
+	b.click("#scan")
+	b.waitLoggedIn(1)
+
+	// A second round: a new QR code, and the count goes up.
+	b.click("#refresh")
+	second := b.waitNewScene(first)
+	b.click("#scan")
+	b.waitLoggedIn(2)
+	b.screenshot("stream-logged-in")
+
+	proxy.expectQuiet(t, 3*time.Second)
+	for _, id := range []string{first, second} {
+		if n := proxy.count("events", id); n < 1 {
+			t.Errorf("scene %s: %d stream requests; the page should have used EventSource", id, n)
+		}
+		if n := proxy.count("poll", id); n != 0 {
+			t.Errorf("scene %s: %d poll requests; the stream worked, so none were needed", id, n)
+		}
+	}
+	if n := proxy.count("token", ""); n != 2 {
+		t.Errorf("%d token exchanges for 2 logins; want exactly one per scene", n)
+	}
+	b.expectNoPageErrors()
+}
+
+// TestBrowserFallback: the page completes by polling when EventSource is
+// missing, when a proxy buffers the stream (no first event in time), and when
+// a proxy refuses the stream.
+func TestBrowserFallback(t *testing.T) {
+	cases := []struct {
+		name        string
+		mode        streamMode
+		noEventSrc  bool
+		wantStreams bool // whether the page should have tried the stream first
+	}{
+		{name: "no-eventsource", mode: passStream, noEventSrc: true},
+		{name: "buffering-proxy", mode: bufferStream, wantStreams: true},
+		{name: "stream-refused", mode: refuseStream, wantStreams: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := startTestServer(t, nil)
+			proxy := startRecordingProxy(t, srv.URL, tc.mode)
+			b := startBrowser(t)
+			if tc.noEventSrc {
+				b.beforeEachPage(`delete window.EventSource;`)
+			}
+			b.open(proxy.URL)
+
+			id := b.waitPending()
+			// The buffering case waits for the client's first-event timeout (5 s).
+			b.waitJS(`document.body.dataset.mode === "polling"`, 15*time.Second)
+			if got := b.evalString(`document.getElementById("polling").checked ? "on" : "off"`); got != "on" {
+				t.Errorf("the polling switch shows %q after the fallback; want on", got)
+			}
+			b.click("#scan")
+			b.waitLoggedIn(1)
+			b.screenshot("fallback-" + tc.name)
+
+			proxy.expectQuiet(t, 3*time.Second)
+			if n := proxy.count("poll", id); n < 1 {
+				t.Errorf("%d poll requests; the login should have come by polling", n)
+			}
+			if n := proxy.count("events", id); tc.wantStreams != (n > 0) {
+				t.Errorf("%d stream requests; want some: %v", n, tc.wantStreams)
+			}
+			if n := proxy.count("token", ""); n != 1 {
+				t.Errorf("%d token exchanges; want exactly 1", n)
+			}
+			b.expectNoPageErrors()
+		})
+	}
+}
+
+// TestBrowserExpiry: a short-lived QR code shows "expired", and refresh
+// brings a new one for a new scene.
+func TestBrowserExpiry(t *testing.T) {
+	srv := startTestServer(t, map[string]string{"WXLOGIN_QR_TTL": "3s"})
+	proxy := startRecordingProxy(t, srv.URL, passStream)
+	b := startBrowser(t)
+	b.open(proxy.URL)
+
+	first := b.waitPending()
+	b.waitJS(`document.body.dataset.status === "expired"`, 15*time.Second)
+	status := b.evalString(`document.getElementById("status").textContent`)
+	if !strings.Contains(status, "过期") || !strings.Contains(status, "expired") {
+		t.Errorf("status text %q; want it to say 过期 and expired", status)
+	}
+	b.screenshot("expired")
+
+	b.click("#overlay-refresh")
+	second := b.waitNewScene(first)
+	b.waitJS(`document.body.dataset.status === "pending"`, 5*time.Second)
+	b.screenshot("expired-refreshed")
+	if n := proxy.count("create", ""); n != 2 {
+		t.Errorf("%d scenes created; want 2 (the first and the refresh)", n)
+	}
+	if !strings.Contains(b.evalString(`document.getElementById("qr").src`), second) {
+		t.Errorf("the QR image is not the new scene's")
+	}
+	b.expectNoPageErrors()
+}
+
+// TestBrowserReload: reloading the page while it waits keeps the same QR
+// code, reconnects, and the login still completes.
+func TestBrowserReload(t *testing.T) {
+	srv := startTestServer(t, nil)
+	proxy := startRecordingProxy(t, srv.URL, passStream)
+	b := startBrowser(t)
+	b.open(proxy.URL)
+
+	before := b.waitPending()
+	b.waitJS(`document.body.dataset.mode === "stream"`, 10*time.Second)
+	if err := chromedp.Do(b.ctx, chromedp.Reload()); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	after := b.waitPending()
+	if after != before {
+		t.Errorf("after the reload the page shows scene %s; want the same scene %s", after, before)
+	}
+	b.click("#scan")
+	b.waitLoggedIn(1)
+	b.screenshot("reload-logged-in")
+
+	if n := proxy.count("create", ""); n != 1 {
+		t.Errorf("%d scenes created; the reload should have kept the first", n)
+	}
+	if n := proxy.count("events", before); n < 2 {
+		t.Errorf("%d stream requests; want one before and one after the reload", n)
+	}
+	if n := proxy.count("token", ""); n != 1 {
+		t.Errorf("%d token exchanges; want exactly 1", n)
+	}
+	b.expectNoPageErrors()
+}
+
+// --- the browser --------------------------------------------------------
+
+// browser is one headless Chromium with one tab.
+type browser struct {
+	t   *testing.T
+	ctx context.Context
+
+	mu     sync.Mutex
+	errors []string // uncaught exceptions and console errors of the page
+}
+
+// chromiumPath is Debian's Chromium unless WXLOGIN_CHROMIUM names another.
+func chromiumPath() string {
+	if p := os.Getenv("WXLOGIN_CHROMIUM"); p != "" {
+		return p
+	}
+	return "/usr/bin/chromium"
+}
+
+// startBrowser starts Chromium with a fresh profile and a phone-sized window,
+// or fails the test saying why. It stops at cleanup.
+func startBrowser(t *testing.T) *browser {
+	t.Helper()
+	path := chromiumPath()
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("Chromium not found at %s: %v\n"+
+			"The browser tests need it: apt-get install -y chromium (.ci/run does this), or set WXLOGIN_CHROMIUM.", path, err)
+	}
+	var output syncBuffer
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path),
+		chromedp.NoSandbox, // root in a container
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.NoFirstRun,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.CombinedOutput(&output),
+	)
+	// The deadline bounds the whole test: it ends the browser with it.
+	ctx, cancel := context.WithTimeout(context.Background(), browserTestTimeout)
+	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	bctx, cancelTab := chromedp.NewContext(actx)
+	t.Cleanup(func() {
+		cancelTab()
+		cancelAlloc() // waits for the process to exit
+		cancel()
+	})
+	b := &browser{t: t, ctx: bctx}
+	if err := chromedp.Do(bctx); err != nil {
+		t.Fatalf("cannot start Chromium (%s): %v\nits output:\n%s", path, err, output.String())
+	}
+	if err := chromedp.Listen(bctx, b.record); err != nil {
+		t.Fatalf("listen to the page: %v", err)
+	}
+	// The page runs under a strict CSP; a violation is a bug in the page.
+	b.beforeEachPage(`document.addEventListener("securitypolicyviolation",
+		(e) => console.error("CSP violation: " + e.violatedDirective + " " + e.blockedURI));`)
+	return b
+}
+
+// record keeps the page's uncaught exceptions and console errors. It runs on
+// chromedp's reading goroutine, so it only appends.
+func (b *browser) record(ev any) {
+	var msg string
+	switch ev := ev.(type) {
+	case *runtime.EventExceptionThrown:
+		d := ev.ExceptionDetails
+		msg = "uncaught: " + d.Text
+		if d.Exception != nil {
+			msg += " " + d.Exception.Description
+		}
+	case *runtime.EventConsoleAPICalled:
+		if ev.Type != runtime.ConsoleAPICalledTypeError {
+			return
+		}
+		var parts []string
+		for _, a := range ev.Args {
+			if a.Description != "" {
+				parts = append(parts, a.Description)
+			} else {
+				parts = append(parts, string(a.Value))
+			}
+		}
+		msg = "console.error: " + strings.Join(parts, " ")
+	default:
+		return
+	}
+	b.mu.Lock()
+	b.errors = append(b.errors, msg)
+	b.mu.Unlock()
+}
+
+func (b *browser) pageErrors() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]string(nil), b.errors...)
+}
+
+func (b *browser) expectNoPageErrors() {
+	b.t.Helper()
+	for _, e := range b.pageErrors() {
+		b.t.Errorf("page: %s", e)
+	}
+}
+
+// beforeEachPage runs the script at the start of every document of the tab.
+func (b *browser) beforeEachPage(script string) {
+	b.t.Helper()
+	if _, err := chromedp.Call(b.ctx, page.AddScriptToEvaluateOnNewDocument,
+		page.AddScriptToEvaluateOnNewDocumentParams{Source: script}); err != nil {
+		b.t.Fatalf("add script: %v", err)
+	}
+}
+
+// open shows the page on a phone-sized screen (the page is also what a
+// person sees in WeChat's own browser).
+func (b *browser) open(u string) {
+	b.t.Helper()
+	if err := chromedp.Do(b.ctx, chromedp.EmulateViewport(400, 860, chromedp.EmulateScale(2)), chromedp.Navigate(u)); err != nil {
+		b.t.Fatalf("open %s: %v", u, err)
+	}
+}
+
+// waitJS waits until the expression is true, or fails with what the page shows.
+func (b *browser) waitJS(expr string, timeout time.Duration) {
+	b.t.Helper()
+	_, err := chromedp.Run(b.ctx, chromedp.Poll[bool](expr,
+		chromedp.WithPollingTimeout(timeout), chromedp.WithPollingInterval(50*time.Millisecond)))
+	if err != nil {
+		b.t.Fatalf("waiting for %s: %v\n%s", expr, err, b.describe())
+	}
+}
+
+// describe is what the page shows, for a failure message.
+func (b *browser) describe() string {
+	ctx, cancel := context.WithTimeout(b.ctx, 2*time.Second)
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](
+		`"status=" + document.body.dataset.status + " mode=" + document.body.dataset.mode +
+		 " text=" + document.getElementById("status").textContent`))
+	if err != nil {
+		s = "(cannot read the page: " + err.Error() + ")"
+	}
+	return fmt.Sprintf("page: %s\npage errors: %q", s, b.pageErrors())
+}
+
+func (b *browser) evalString(expr string) string {
+	b.t.Helper()
+	s, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](expr))
+	if err != nil {
+		b.t.Fatalf("evaluate %s: %v", expr, err)
+	}
+	return s
+}
+
+// click clicks the element once it is visible and enabled.
+func (b *browser) click(selector string) {
+	b.t.Helper()
+	b.waitJS(fmt.Sprintf(`(() => { const e = document.querySelector(%q); return !!e && !e.disabled && e.offsetParent !== null; })()`, selector), 10*time.Second)
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(selector))); err != nil {
+		b.t.Fatalf("click %s: %v\n%s", selector, err, b.describe())
+	}
+}
+
+// waitPending waits for a loaded QR code of a waiting scene and returns the scene id.
+func (b *browser) waitPending() string {
+	b.t.Helper()
+	b.waitJS(`document.body.dataset.status === "pending" && !!document.getElementById("qr").dataset.scene &&
+		document.getElementById("qr").complete && document.getElementById("qr").naturalWidth > 0`, 15*time.Second)
+	return b.evalString(`document.getElementById("qr").dataset.scene`)
+}
+
+// waitNewScene waits for a QR code of a scene other than old.
+func (b *browser) waitNewScene(old string) string {
+	b.t.Helper()
+	b.waitJS(fmt.Sprintf(`(() => { const q = document.getElementById("qr");
+		return !!q.dataset.scene && q.dataset.scene !== %q && q.complete && q.naturalWidth > 0; })()`, old), 15*time.Second)
+	return b.evalString(`document.getElementById("qr").dataset.scene`)
+}
+
+// waitLoggedIn waits for the page to greet the demo user with the count.
+func (b *browser) waitLoggedIn(count int) {
+	b.t.Helper()
+	b.waitJS(`document.body.dataset.status === "logged-in"`, 15*time.Second)
+	text := b.evalString(`document.getElementById("status").textContent`)
+	zh := fmt.Sprintf("微信用户, 登录成功! 这是你第 %d 次登录", count)
+	en := fmt.Sprintf("Logged in as 微信用户, for the %s time", ordinal(count))
+	if !strings.Contains(text, zh) || !strings.Contains(text, en) {
+		b.t.Errorf("status text %q; want %q and %q", text, zh, en)
+	}
+	if got := b.evalString(`document.getElementById("user-count").textContent`); got != fmt.Sprint(count) {
+		b.t.Errorf("user card count %q; want %d", got, count)
+	}
+}
+
+func ordinal(n int) string {
+	switch {
+	case n%100 >= 11 && n%100 <= 13:
+		return fmt.Sprintf("%dth", n)
+	case n%10 == 1:
+		return fmt.Sprintf("%dst", n)
+	case n%10 == 2:
+		return fmt.Sprintf("%dnd", n)
+	case n%10 == 3:
+		return fmt.Sprintf("%drd", n)
+	}
+	return fmt.Sprintf("%dth", n)
+}
+
+// screenshot saves the visible page as a PNG and checks it is a real image.
+func (b *browser) screenshot(name string) {
+	b.t.Helper()
+	png, err := chromedp.Run(b.ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		b.t.Fatalf("screenshot %s: %v", name, err)
+	}
+	if len(png) < 1000 || !bytes.HasPrefix(png, []byte("\x89PNG\r\n\x1a\n")) {
+		b.t.Fatalf("screenshot %s: %d bytes, not a PNG of a page", name, len(png))
+	}
+	dir := os.Getenv("WXLOGIN_SCREENSHOT_DIR")
+	if dir == "" {
+		dir = b.t.TempDir()
+	}
+	file := filepath.Join(dir, name+".png")
+	if err := os.WriteFile(file, png, 0o644); err != nil {
+		b.t.Fatalf("save screenshot: %v", err)
+	}
+	b.t.Logf("screenshot: %s (%d bytes)", file, len(png))
+}
+
+// --- the recording proxy -------------------------------------------------
+
+// streamMode is what the proxy does with event-stream requests.
+type streamMode int
+
+const (
+	passStream   streamMode = iota // pass events through at once
+	bufferStream                   // hold the answer until the upstream ends, as a buffering proxy does
+	refuseStream                   // answer 502
+)
+
+// recordingProxy sits between the browser and wxlogin and notes every request.
+type recordingProxy struct {
+	URL string
+
+	mu       sync.Mutex
+	requests []proxiedRequest
+}
+
+type proxiedRequest struct {
+	at      time.Time
+	kind    string // create, poll, events, token, scan, qr, page
+	sceneID string
+}
+
+var scenePath = regexp.MustCompile(`^/api/v1/login/scenes/([^/]+)(/events|/qr\.png)?$`)
+
+func startRecordingProxy(t *testing.T, target string, mode streamMode) *recordingProxy {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	transport := &http.Transport{}
+	rp := httputil.NewSingleHostReverseProxy(u) // flushes text/event-stream at once
+	rp.Transport = transport
+	p := &recordingProxy{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		kind := p.record(r)
+		switch {
+		case kind == "events" && mode == bufferStream:
+			p.buffered(w, r, transport, target)
+		case kind == "events" && mode == refuseStream:
+			http.Error(w, "bad gateway", http.StatusBadGateway)
+		default:
+			rp.ServeHTTP(w, r)
+		}
+	}))
+	p.URL = srv.URL
+	t.Cleanup(func() {
+		srv.Close()
+		transport.CloseIdleConnections()
+	})
+	return p
+}
+
+func (p *recordingProxy) record(r *http.Request) string {
+	req := proxiedRequest{at: time.Now(), kind: "page"}
+	switch {
+	case r.URL.Path == "/api/v1/login/scenes" && r.Method == http.MethodPost:
+		req.kind = "create"
+	case r.URL.Path == "/api/v1/login/token":
+		req.kind = "token"
+	case r.URL.Path == "/api/v1/dev/scan":
+		req.kind = "scan"
+	case strings.HasPrefix(r.URL.Path, "/api/"):
+		req.kind = "api"
+	}
+	if m := scenePath.FindStringSubmatch(r.URL.Path); m != nil {
+		req.sceneID = m[1]
+		req.kind = map[string]string{"": "poll", "/events": "events", "/qr.png": "qr"}[m[2]]
+	}
+	p.mu.Lock()
+	p.requests = append(p.requests, req)
+	p.mu.Unlock()
+	return req.kind
+}
+
+// buffered answers only when the upstream answer is complete, like a proxy
+// with response buffering on: an event stream then shows nothing until it ends.
+func (p *recordingProxy) buffered(w http.ResponseWriter, r *http.Request, rt http.RoundTripper, target string) {
+	out, err := http.NewRequestWithContext(r.Context(), r.Method, target+r.URL.RequestURI(), nil)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	out.Header = r.Header.Clone()
+	resp, err := rt.RoundTrip(out)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body) // ends when the stream ends or the browser leaves
+	if err != nil && r.Context().Err() != nil {
+		return
+	}
+	maps.Copy(w.Header(), resp.Header)
+	w.WriteHeader(resp.StatusCode)
+	w.Write(body)
+}
+
+// count is the number of requests of a kind (for one scene, unless sceneID is "").
+func (p *recordingProxy) count(kind, sceneID string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, r := range p.requests {
+		if r.kind == kind && (sceneID == "" || r.sceneID == sceneID) {
+			n++
+		}
+	}
+	return n
+}
+
+// expectQuiet checks that the page makes no API request for d: after a
+// terminal status the client must stop all network activity. d is longer
+// than the poll interval (2 s), so a poll loop left running shows.
+func (p *recordingProxy) expectQuiet(t *testing.T, d time.Duration) {
+	t.Helper()
+	start := time.Now()
+	time.Sleep(d)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, r := range p.requests {
+		if r.at.After(start) && r.kind != "page" {
+			t.Errorf("a %s request (scene %s) %s after the login; want none", r.kind, r.sceneID, r.at.Sub(start).Round(time.Millisecond))
+		}
+	}
+}
