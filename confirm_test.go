@@ -23,7 +23,7 @@ const (
 	testPublicURL = "https://login.example.test"
 )
 
-var confirmLinkRE = regexp.MustCompile(regexp.QuoteMeta(testPublicURL) + `(/confirm/[A-Za-z0-9_.-]+)`)
+var confirmLinkRE = regexp.MustCompile(regexp.QuoteMeta(testPublicURL) + `(/confirm\?t=[A-Za-z0-9_.-]+)`)
 
 func confirmEnv(t *testing.T) map[string]string {
 	return map[string]string{
@@ -94,7 +94,7 @@ func TestConfirmModeConfirm(t *testing.T) {
 	}
 	// Someone else scanning the same QR gets no link and changes nothing.
 	r, err := sim.Send(t.Context(), wechat.ScanEvent(sc.SceneID, mallory, false, time.Now()))
-	if err != nil || r.Status != http.StatusOK || strings.Contains(r.Text, "/confirm/") || !strings.Contains(r.Text, "already used") {
+	if err != nil || r.Status != http.StatusOK || strings.Contains(r.Text, "/confirm") || !strings.Contains(r.Text, "already used") {
 		t.Fatalf("second scanner: %v %d %q", err, r.Status, r.Text)
 	}
 
@@ -129,20 +129,22 @@ func TestConfirmModeConfirm(t *testing.T) {
 		t.Fatal(err)
 	}
 	later := time.Now().Add(time.Minute)
-	parts := strings.Split(strings.TrimPrefix(link, "/confirm/"), ".")
+	token := strings.TrimPrefix(link, "/confirm?t=")
+	parts := strings.Split(token, ".")
 	refused := []struct {
 		name   string
 		path   string
 		form   url.Values
 		status int
 	}{
-		{"decision in the query only", link + "?decision=confirm", url.Values{}, http.StatusBadRequest},
+		{"decision in the query only", link + "&decision=confirm", url.Values{}, http.StatusBadRequest},
 		{"unknown decision", link, decision("yes"), http.StatusBadRequest},
-		{"link signed for another openid", "/confirm/" + signer.Token(sc.SceneID, mallory, later), decision("confirm"), http.StatusForbidden},
-		{"link signed with another key", "/confirm/" + otherSigner(t).Token(sc.SceneID, alice, later), decision("confirm"), http.StatusForbidden},
-		{"expiry stretched", "/confirm/" + parts[0] + ".4102444800." + parts[2], decision("confirm"), http.StatusForbidden},
-		{"expired link", "/confirm/" + signer.Token(sc.SceneID, alice, time.Now().Add(-time.Second)), decision("confirm"), http.StatusGone},
-		{"junk token", "/confirm/not-a-token", decision("confirm"), http.StatusNotFound},
+		{"link signed for another openid", "/confirm?t=" + signer.Token(sc.SceneID, mallory, later), decision("confirm"), http.StatusForbidden},
+		{"link signed with another key", "/confirm?t=" + otherSigner(t).Token(sc.SceneID, alice, later), decision("confirm"), http.StatusForbidden},
+		{"expiry stretched", "/confirm?t=" + parts[0] + ".4102444800." + parts[2], decision("confirm"), http.StatusForbidden},
+		{"expired link", "/confirm?t=" + signer.Token(sc.SceneID, alice, time.Now().Add(-time.Second)), decision("confirm"), http.StatusGone},
+		{"junk token", "/confirm?t=not-a-token", decision("confirm"), http.StatusNotFound},
+		{"no token", "/confirm", decision("confirm"), http.StatusNotFound},
 	}
 	for _, tt := range refused {
 		status, _, body := confirmPageAt(t, srv.URL, tt.path, tt.form)
@@ -187,6 +189,10 @@ func TestConfirmModeConfirm(t *testing.T) {
 	}
 
 	st := storeAfterStop(t, srv, env["WXLOGIN_DB"])
+	// The link is a bearer capability: it must not reach the logs.
+	if logs := srv.Logs.String(); strings.Contains(logs, parts[2]) {
+		t.Errorf("the confirm link's signature is in the logs:\n%s", logs)
+	}
 	if u := st.user(t, alice); u == nil || u.LoginCount != 1 {
 		t.Fatalf("alice in storage: %+v", u)
 	}

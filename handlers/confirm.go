@@ -26,8 +26,10 @@ import (
 	"wxlogin/login"
 )
 
-// ConfirmPath is where confirm links point, under the public URL.
-const ConfirmPath = "/confirm/"
+// ConfirmPath is where confirm links point, under the public URL. The
+// token travels in the query (?t=), not the path: request logs record the
+// path only, and the token is a bearer capability for its scene.
+const ConfirmPath = "/confirm"
 
 //go:embed confirm.html
 var confirmHTML string
@@ -41,7 +43,7 @@ var beijing = time.FixedZone("UTC+8", 8*3600)
 // link into its reply. The link lives as long as the scene: its expiry is the
 // scene's, so a retried callback gets the very same link (and reply text).
 func ConfirmLink(svc *login.Service, links *login.LinkSigner, publicURL string) func(sceneID, openID string) string {
-	base := strings.TrimRight(publicURL, "/") + ConfirmPath
+	base := strings.TrimRight(publicURL, "/") + ConfirmPath + "?t="
 	return func(sceneID, openID string) string {
 		// The callback has just written this scene; the read is a local
 		// lookup, bounded in case storage is struggling.
@@ -51,7 +53,7 @@ func ConfirmLink(svc *login.Service, links *login.LinkSigner, publicURL string) 
 		if sc, err := svc.Scene(ctx, sceneID); err == nil {
 			expires = sc.ExpiresAt
 		}
-		return base + url.PathEscape(links.Token(sceneID, openID, expires))
+		return base + url.QueryEscape(links.Token(sceneID, openID, expires))
 	}
 }
 
@@ -63,9 +65,9 @@ type confirmPage struct {
 
 func registerConfirm(e *echo.Echo, svc *login.Service, links *login.LinkSigner) {
 	p := &confirmPage{svc: svc, links: links}
-	g := e.Group(strings.TrimSuffix(ConfirmPath, "/"), middleware.BodyLimit("4KB"))
-	g.GET("/:token", p.show)
-	g.POST("/:token", p.decide)
+	limit := middleware.BodyLimit("4KB")
+	e.GET(ConfirmPath, p.show)
+	e.POST(ConfirmPath, p.decide, limit)
 }
 
 // confirmView is the template's data.
@@ -136,7 +138,7 @@ func (p *confirmPage) decide(c echo.Context) error {
 // link works only for the person who scanned.
 func (p *confirmPage) load(c echo.Context) (*login.Scene, int, confirmView) {
 	invalid := messageView("链接无效 / Invalid link", "这个链接无效。 This link is not valid.")
-	claim, err := login.ParseLinkToken(c.Param("token"))
+	claim, err := login.ParseLinkToken(c.QueryParam("t"))
 	if err != nil {
 		return nil, http.StatusNotFound, invalid
 	}
