@@ -17,6 +17,7 @@ import (
 	"wxlogin/events"
 	"wxlogin/handlers"
 	"wxlogin/login"
+	"wxlogin/metrics"
 	"wxlogin/static"
 	"wxlogin/storage"
 	"wxlogin/wechat"
@@ -71,14 +72,17 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, self string) (*ap
 		wechat.UseTimeout(wechatTimeout)
 	}
 	client := wechat.NewClient(wcfg, log)
+	m := metrics.New()
+	client.Observe = m.ObserveWeChat
 
-	a.svc = login.NewService(store, a.hub, client,
+	a.svc = login.NewService(m.Store(store), m.Notifier(a.hub), client,
 		login.WithQRTTL(cfg.QRTTL),
 		login.WithReplyTemplate(cfg.ReplyTemplate),
 		login.WithConfirmLinks(cfg.ConfirmMode == "link"),
 		login.WithLogger(log),
 	)
 	callback := wechat.NewCallback(client, a.svc, wcfg.Token, log)
+	callback.Observe = m.ObserveCallback
 	links, err := confirmLinks(cfg, wcfg)
 	if err != nil {
 		store.Close()
@@ -97,6 +101,9 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, self string) (*ap
 		Callback:       callback,
 		Log:            log,
 		IPExtractor:    ipExtractor(cfg),
+		Metrics:        m.Handler(),
+		Middleware:     []echo.MiddlewareFunc{metrics.AccessLog(log), m.Middleware()},
+		OpenAPI:        openAPIDocument,
 		Links:          links,
 		Ready: func(ctx context.Context) error {
 			ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -117,7 +124,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, self string) (*ap
 			return r.Text, nil
 		}
 	}
-	a.handler = handlers.New(a.svc, a.hub, hcfg)
+	a.handler = handlers.New(a.svc, m.Streams(a.hub), hcfg)
 
 	bgCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a.stopBg = cancel

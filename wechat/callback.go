@@ -27,6 +27,10 @@ import (
 const (
 	MaxCallbackBody = 64 << 10
 	MaxClockSkew    = 5 * time.Minute
+	// AnswerWithin is how long a message may wait for storage. WeChat hangs
+	// up after 5 s and retries; answering a little before that, with an
+	// error rather than "success", keeps the retry honest (see commit).
+	AnswerWithin = 4 * time.Second
 )
 
 // Callback is WeChat's webhook: GET verifies the URL, POST carries messages.
@@ -59,10 +63,15 @@ const (
 	ResultTooLarge     = "too_large"
 	ResultError        = "error"
 	ResultDuplicate    = "duplicate"
+	ResultSlowStorage  = "storage_timeout"
 )
+
+// errSlowStorage means a message's update did not commit within AnswerWithin.
+var errSlowStorage = errors.New("storage did not commit within the answer deadline")
 
 // ServeHTTP handles one request from WeChat.
 func (cb *Callback) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	deadline := time.Now().Add(AnswerWithin)
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxCallbackBody))
 	if err != nil {
 		cb.observe("", ResultTooLarge)
@@ -87,10 +96,10 @@ func (cb *Callback) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
-	cb.serve(w, r)
+	cb.serve(w, r, deadline)
 }
 
-func (cb *Callback) serve(w http.ResponseWriter, r *http.Request) {
+func (cb *Callback) serve(w http.ResponseWriter, r *http.Request, deadline time.Time) {
 	safe := r.URL.Query().Get("encrypt_type") == "aes"
 	out := newBufferedWriter()
 	srv := cb.client.OfficialAccount().GetServer(r, out)
@@ -104,7 +113,7 @@ func (cb *Callback) serve(w http.ResponseWriter, r *http.Request) {
 		handled = true
 		event = eventName(m)
 		var reply *message.Reply
-		reply, result, handleErr = cb.handle(r.Context(), m)
+		reply, result, handleErr = cb.handle(r.Context(), deadline, m)
 		return reply
 	})
 	err := srv.Serve()
@@ -112,7 +121,11 @@ func (cb *Callback) serve(w http.ResponseWriter, r *http.Request) {
 	case handleErr != nil:
 		// Never "success" for a scan that was not committed: WeChat retries.
 		cb.log.Error("wechat callback not handled", "event", event, "err", handleErr)
-		cb.observe(event, ResultError)
+		if errors.Is(handleErr, errSlowStorage) {
+			cb.observe(event, ResultSlowStorage)
+		} else {
+			cb.observe(event, ResultError)
+		}
 		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
 		return
 	case err != nil && safe && !handled:
@@ -144,7 +157,7 @@ func (cb *Callback) serve(w http.ResponseWriter, r *http.Request) {
 }
 
 // handle decides the reply to one message.
-func (cb *Callback) handle(ctx context.Context, m *message.MixMessage) (*message.Reply, string, error) {
+func (cb *Callback) handle(ctx context.Context, deadline time.Time, m *message.MixMessage) (*message.Reply, string, error) {
 	openID := string(m.FromUserName)
 	if openID == "" || len(openID) > 128 {
 		return nil, string(login.OutcomeIgnored), nil
@@ -163,14 +176,19 @@ func (cb *Callback) handle(ctx context.Context, m *message.MixMessage) (*message
 	case message.EventScan:
 		sceneID = m.EventKey
 	case message.EventUnsubscribe:
-		if err := cb.svc.Unsubscribe(ctx, openID, key); err != nil {
+		_, err := commit(ctx, deadline, func(ctx context.Context) (struct{}, error) {
+			return struct{}{}, cb.svc.Unsubscribe(ctx, openID, key)
+		})
+		if err != nil {
 			return nil, "", err
 		}
 		return nil, string(login.OutcomeUnsubscribed), nil
 	default:
 		return nil, string(login.OutcomeIgnored), nil
 	}
-	rec, err := cb.svc.Scan(ctx, login.ScanEvent{SceneID: sceneID, OpenID: openID, DedupeKey: key})
+	rec, err := commit(ctx, deadline, func(ctx context.Context) (login.CallbackRecord, error) {
+		return cb.svc.Scan(ctx, login.ScanEvent{SceneID: sceneID, OpenID: openID, DedupeKey: key})
+	})
 	if err != nil {
 		return nil, "", err
 	}
@@ -188,6 +206,43 @@ func (cb *Callback) handle(ctx context.Context, m *message.MixMessage) (*message
 	}
 	return &message.Reply{MsgType: message.MsgTypeText, MsgData: message.NewText(text)}, result, nil
 }
+
+// commit runs one message's update apart from the request and waits for it
+// until deadline. The update itself is not cut short: bbolt cannot abandon a
+// queued commit, and a Redis update half-cancelled would be worse. So when
+// the deadline passes first, WeChat gets an error (never "success": the
+// scan may not be committed) and the update goes on; it then either commits
+// — WeChat's retry finds its dedupe record and gets the same reply — or
+// fails, and the retry does the work. Running it on a context without the
+// request's cancellation also lets the change be published to other
+// instances after WeChat has hung up. Updates stuck behind a stalled disk
+// hold one goroutine each until the disk answers or detachedLimit passes.
+func commit[T any](ctx context.Context, deadline time.Time, update func(context.Context) (T, error)) (T, error) {
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), detachedLimit)
+		defer cancel()
+		v, err := update(uctx)
+		done <- result{v, err}
+	}()
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	select {
+	case r := <-done:
+		return r.v, r.err
+	case <-timer.C:
+		var zero T
+		return zero, errSlowStorage
+	}
+}
+
+// detachedLimit bounds an update that outlives its request (stores that
+// honour contexts stop then; bbolt finishes its commit whatever happens).
+const detachedLimit = 30 * time.Second
 
 func (cb *Callback) observe(event, result string) {
 	if cb.Observe != nil {

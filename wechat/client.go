@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -44,13 +45,23 @@ type Config struct {
 	// cluster pass a shared (Redis) cache: with the stable token endpoint,
 	// instances then share one token instead of invalidating each other's.
 	Cache cache.Cache
+	// MaxInFlight caps concurrent QR requests to WeChat (default 64). When
+	// WeChat hangs, each request waits for the HTTP client's timeout; the
+	// cap keeps those waits from piling up, and the excess fails at once.
+	MaxInFlight int
 }
 
 // Client talks to WeChat's API through silenceper.
 type Client struct {
-	oa    *officialaccount.OfficialAccount
-	cache cache.Cache
-	log   *slog.Logger
+	oa       *officialaccount.OfficialAccount
+	cache    cache.Cache
+	log      *slog.Logger
+	inFlight chan struct{}
+
+	// Observe, when set, is told each call to WeChat's API: the api
+	// ("token", "qrcode/create") and its errcode (0 = success, -1 = no
+	// usable answer: timeout, connection or HTTP error). Set it before use.
+	Observe func(api string, errcode int64)
 
 	quotaMu     sync.Mutex
 	quotaLogged time.Time
@@ -62,15 +73,41 @@ func NewClient(cfg Config, log *slog.Logger) *Client {
 	if c == nil {
 		c = NewMemoryCache()
 	}
-	oa := officialaccount.NewOfficialAccount(&config.Config{
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 64
+	}
+	cl := &Client{cache: c, log: log, inFlight: make(chan struct{}, cfg.MaxInFlight)}
+	cl.oa = officialaccount.NewOfficialAccount(&config.Config{
 		AppID:          cfg.AppID,
 		AppSecret:      cfg.AppSecret,
 		Token:          cfg.Token,
 		EncodingAESKey: cfg.AESKey,
-		Cache:          c,
-		UseStableAK:    true,
+		// silenceper stores a token right after fetching it, and only then:
+		// that is the one place a successful token call can be seen.
+		Cache:       tokenWatch{Cache: c, fetched: func() { cl.observe("token", 0) }},
+		UseStableAK: true,
 	})
-	return &Client{oa: oa, cache: c, log: log}
+	return cl
+}
+
+// tokenWatch reports each access token silenceper stores.
+type tokenWatch struct {
+	cache.Cache
+	fetched func()
+}
+
+func (t tokenWatch) Set(key string, val any, timeout time.Duration) error {
+	err := t.Cache.Set(key, val, timeout)
+	if err == nil && strings.Contains(key, "access_token") {
+		t.fetched()
+	}
+	return err
+}
+
+func (c *Client) observe(api string, errcode int64) {
+	if c.Observe != nil {
+		c.Observe(api, errcode)
+	}
 }
 
 // OfficialAccount is silenceper's handle (the callback server uses it).
@@ -82,12 +119,26 @@ func (c *Client) OfficialAccount() *officialaccount.OfficialAccount { return c.o
 func SetHTTPClient(hc *http.Client) { util.DefaultHTTPClient = hc }
 
 // IssueQR asks WeChat for a temporary QR_STR_SCENE code (login.QRIssuer).
+//
+// How long it can take: the token fetch ends with ctx, and qrcode/create
+// (silenceper passes it no context) with the HTTP client's timeout. A
+// rejected token is refreshed and the call retried once, unless ctx is
+// already done: a browser waits for this answer.
 func (c *Client) IssueQR(ctx context.Context, sceneID string, ttl time.Duration) (login.QR, error) {
-	qr, code, err := c.issueOnce(sceneID, ttl)
-	if isTokenError(code) {
+	select {
+	case c.inFlight <- struct{}{}:
+		defer func() { <-c.inFlight }()
+	default:
+		c.log.Warn("wechat qrcode/create: too many calls waiting for WeChat; refusing more")
+		return login.QR{}, &login.Error{Code: login.EWECHAT, RetryAfter: 5 * time.Second,
+			Message: "WeChat is answering slowly; try again in a moment"}
+	}
+	qr, code, err := c.issueWithToken(ctx, sceneID, ttl)
+	if isTokenError(code) && ctx.Err() == nil {
 		// silenceper keeps a rejected token in its cache: drop it and retry once.
+		c.log.Warn("wechat rejected the access token; fetching a new one", "errcode", code)
 		c.dropToken()
-		qr, code, err = c.issueOnce(sceneID, ttl)
+		qr, code, err = c.issueWithToken(ctx, sceneID, ttl)
 	}
 	if err == nil {
 		return qr, nil
@@ -97,11 +148,25 @@ func (c *Client) IssueQR(ctx context.Context, sceneID string, ttl time.Duration)
 		return login.QR{}, &login.Error{Code: login.EQUOTA, Message: "WeChat QR quota reached (errcode 45009); try again later", Err: err}
 	}
 	c.log.Warn("wechat qrcode/create failed", "errcode", code, "err", err)
-	msg := "WeChat is unavailable"
+	msg := "WeChat is unavailable (no answer from its API); try again in a moment"
 	if code != 0 {
 		msg = fmt.Sprintf("WeChat refused the QR request (errcode %d)", code)
 	}
 	return login.QR{}, &login.Error{Code: login.EWECHAT, Message: msg, Err: err}
+}
+
+// issueWithToken makes sure a token is cached (fetching it under ctx), then
+// asks for the QR code.
+func (c *Client) issueWithToken(ctx context.Context, sceneID string, ttl time.Duration) (login.QR, int64, error) {
+	if _, err := c.oa.GetAccessTokenContext(ctx); err != nil {
+		code := errcodeOf(err)
+		c.observe("token", code)
+		if code < 0 {
+			code = 0
+		}
+		return login.QR{}, code, fmt.Errorf("access token: %s", Scrub(err.Error()))
+	}
+	return c.issueOnce(sceneID, ttl)
 }
 
 func (c *Client) issueOnce(sceneID string, ttl time.Duration) (login.QR, int64, error) {
@@ -112,15 +177,38 @@ func (c *Client) issueOnce(sceneID string, ttl time.Duration) (login.QR, int64, 
 		code = t.ErrCode
 	}
 	switch {
+	case err != nil && code == 0:
+		c.observe("qrcode/create", -1) // timeout, connection, HTTP status or bad JSON
+		return login.QR{}, 0, errors.New(Scrub(err.Error()))
 	case err != nil:
+		c.observe("qrcode/create", code)
 		return login.QR{}, code, errors.New(Scrub(err.Error()))
 	case code != 0:
 		// An errcode with an empty errmsg comes back with a nil error.
+		c.observe("qrcode/create", code)
 		return login.QR{}, code, fmt.Errorf("qrcode/create: errcode %d", code)
 	case t == nil || t.Ticket == "" || t.URL == "":
+		c.observe("qrcode/create", -1)
 		return login.QR{}, 0, errors.New("qrcode/create: empty ticket")
 	}
+	c.observe("qrcode/create", 0)
 	return login.QR{URL: t.URL, Ticket: t.Ticket}, 0, nil
+}
+
+var errcodePattern = regexp.MustCompile(`errcode=(-?\d+)`)
+
+// errcodeOf reads the errcode silenceper puts in its error text, or -1
+// when there is none (the call got no usable answer).
+func errcodeOf(err error) int64 {
+	m := errcodePattern.FindStringSubmatch(err.Error())
+	if m == nil {
+		return -1
+	}
+	n, perr := strconv.ParseInt(m[1], 10, 64)
+	if perr != nil || n == 0 {
+		return -1
+	}
+	return n
 }
 
 func isTokenError(code int64) bool {

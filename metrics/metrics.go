@@ -1,0 +1,257 @@
+// Package metrics exposes wxlogin's Prometheus metrics on a registry of its
+// own and writes one log line per request. It watches the service from the
+// outside, through decorators around the interfaces the core already has
+// (login.Store, login.Notifier, the handlers' Streams) and the hooks the
+// adapters offer (wechat.Callback.Observe, wechat.Client.Observe), so no
+// domain code knows it exists.
+package metrics
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"wxlogin/events"
+	"wxlogin/login"
+)
+
+const namespace = "wxlogin"
+
+// StreamRoute is the SSE route; its duration is the life of a stream, not a
+// response time, so it stays out of the request-duration histogram.
+const StreamRoute = "/api/v1/login/scenes/:id/events"
+
+// Metrics holds every collector of one wxlogin instance.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	scenes        *prometheus.CounterVec // event: created, scanned, confirmed, denied, expired, consumed
+	streams       prometheus.Gauge
+	longPolls     prometheus.Gauge
+	rejected      *prometheus.CounterVec // reason: the login error code
+	callbacks     *prometheus.CounterVec // event, result
+	wechatCalls   *prometheus.CounterVec // api, errcode ("0" = ok, "transport" = no answer)
+	wechatUp      prometheus.Gauge
+	duration      *prometheus.HistogramVec // route, method, code
+	inFlightTotal prometheus.Gauge
+}
+
+// New creates the collectors on a fresh registry, with the Go runtime and
+// process collectors (goroutines, open files, memory) beside them.
+func New() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		scenes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "scenes_total",
+			Help: "Scene events committed by this instance: created, scanned, confirmed, denied, expired, consumed.",
+		}, []string{"event"}),
+		streams: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "open_streams",
+			Help: "SSE streams open on this instance.",
+		}),
+		longPolls: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "long_polls_in_flight",
+			Help: "Long-polls (?wait=) waiting on this instance.",
+		}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "streams_rejected_total",
+			Help: "Streams and long-polls refused by the caps or by shutdown, by error code.",
+		}, []string{"reason"}),
+		callbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "wechat_callbacks_total",
+			Help: "WeChat webhook requests by event and result.",
+		}, []string{"event", "result"}),
+		wechatCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "wechat_api_calls_total",
+			Help: `Calls to WeChat's API by api and errcode ("0" = success, "transport" = no usable answer: timeout, HTTP error).`,
+		}, []string{"api", "errcode"}),
+		wechatUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "wechat_up",
+			Help: "1 if the last call to WeChat's API succeeded, 0 if it failed. WeChat's health is not part of /readyz.",
+		}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "http_request_duration_seconds",
+			Help:    "HTTP request duration by route (SSE streams and long-polls excluded).",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"route", "method", "code"}),
+		inFlightTotal: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "http_requests_in_flight",
+			Help: "HTTP requests being served, streams included.",
+		}),
+	}
+	m.reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.scenes, m.streams, m.longPolls, m.rejected, m.callbacks,
+		m.wechatCalls, m.wechatUp, m.duration, m.inFlightTotal,
+	)
+	// Known series start at zero, so rate() works from the first scrape.
+	for _, ev := range []string{"created", "scanned", "confirmed", "denied", "expired", "consumed"} {
+		m.scenes.WithLabelValues(ev)
+	}
+	m.wechatUp.Set(1) // nothing has failed yet
+	return m
+}
+
+// Registry is the registry the metrics live on.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Handler serves the registry in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// Store counts scenes as they are stored.
+func (m *Metrics) Store(next login.Store) login.Store { return &countingStore{Store: next, m: m} }
+
+type countingStore struct {
+	login.Store
+	m *Metrics
+}
+
+func (s *countingStore) CreateScene(ctx context.Context, sc *login.Scene) error {
+	err := s.Store.CreateScene(ctx, sc)
+	if err == nil {
+		s.m.scenes.WithLabelValues("created").Inc()
+	}
+	return err
+}
+
+// Notifier counts every committed status change; login.Service calls its
+// Notifier exactly once per committed change, on the instance that made it.
+func (m *Metrics) Notifier(next login.Notifier) login.Notifier {
+	return &countingNotifier{next: next, m: m}
+}
+
+type countingNotifier struct {
+	next login.Notifier
+	m    *Metrics
+}
+
+func (n *countingNotifier) Notify(ctx context.Context, v login.View) {
+	switch v.Status {
+	case login.StatusScanned, login.StatusConfirmed, login.StatusDenied, login.StatusExpired, login.StatusConsumed:
+		n.m.scenes.WithLabelValues(string(v.Status)).Inc()
+	}
+	n.next.Notify(ctx, v)
+}
+
+// Streams is what the handlers need from the event hub (handlers.Streams).
+type Streams interface {
+	Acquire(ip string) (release func(), err error)
+	Changed(sceneID string) (<-chan struct{}, func())
+	Serve(w http.ResponseWriter, r *http.Request, req events.StreamRequest)
+}
+
+// Streams counts open SSE streams (Serve) and waiting long-polls (Changed,
+// which only the long-poll uses) on the way to the hub.
+func (m *Metrics) Streams(next Streams) Streams { return &countingStreams{next: next, m: m} }
+
+type countingStreams struct {
+	next Streams
+	m    *Metrics
+}
+
+func (s *countingStreams) Acquire(ip string) (func(), error) {
+	release, err := s.next.Acquire(ip)
+	if err != nil {
+		s.m.rejected.WithLabelValues(login.ErrorCode(err)).Inc()
+	}
+	return release, err
+}
+
+func (s *countingStreams) Changed(sceneID string) (<-chan struct{}, func()) {
+	ch, stop := s.next.Changed(sceneID)
+	s.m.longPolls.Inc()
+	done := false
+	return ch, func() {
+		stop()
+		if !done { // stop is called once by the handler; guard anyway
+			done = true
+			s.m.longPolls.Dec()
+		}
+	}
+}
+
+func (s *countingStreams) Serve(w http.ResponseWriter, r *http.Request, req events.StreamRequest) {
+	s.m.streams.Inc()
+	defer s.m.streams.Dec()
+	s.next.Serve(w, r, req)
+}
+
+// ObserveCallback is wechat.Callback.Observe.
+func (m *Metrics) ObserveCallback(event, result string) {
+	m.callbacks.WithLabelValues(callbackEvent(event), result).Inc()
+}
+
+// callbackEvent keeps the label to a small set: the event name comes from
+// the message, and only WeChat (holding the token) can send one, but a
+// label must never grow with input.
+func callbackEvent(event string) string {
+	switch event {
+	case "subscribe", "scan", "unsubscribe":
+		return event
+	case "":
+		return "none" // refused before parsing (signature, size)
+	}
+	return "other"
+}
+
+// ObserveWeChat is wechat.Client.Observe: one call to WeChat's API and its
+// errcode (0 = success, negative = no usable answer).
+func (m *Metrics) ObserveWeChat(api string, errcode int64) {
+	code := strconv.FormatInt(errcode, 10)
+	if errcode < 0 {
+		code = "transport"
+	}
+	m.wechatCalls.WithLabelValues(api, code).Inc()
+	if errcode == 0 {
+		m.wechatUp.Set(1)
+	} else {
+		m.wechatUp.Set(0)
+	}
+}
+
+// Middleware times every request except streams and long-polls, by route
+// pattern (never the raw path: that would grow without bound).
+func (m *Metrics) Middleware() echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			m.inFlightTotal.Inc()
+			defer m.inFlightTotal.Dec()
+			start := time.Now()
+			writeError(c, next(c))
+			route := routeOf(c)
+			if route == StreamRoute || c.QueryParam("wait") != "" {
+				return nil
+			}
+			m.duration.WithLabelValues(route, c.Request().Method, strconv.Itoa(c.Response().Status)).
+				Observe(time.Since(start).Seconds())
+			return nil
+		}
+	}
+}
+
+// writeError lets Echo's error handler (the one JSON error table) write the
+// answer now, so the status is known here. It writes nothing once the
+// response is committed.
+func writeError(c echo.Context, err error) {
+	if err != nil {
+		c.Error(err)
+	}
+}
+
+// routeOf is the route pattern Echo matched (for a 404 or 405, the nearest
+// registered node), or "unmatched".
+func routeOf(c echo.Context) string {
+	if p := c.Path(); p != "" {
+		return p
+	}
+	return "unmatched"
+}
