@@ -50,6 +50,7 @@ func TestBrowserStream(t *testing.T) {
 
 	first := b.waitPending()
 	b.waitJS(`document.body.dataset.mode === "stream"`, 10*time.Second)
+	b.screenshot("stream-waiting") // docs/demo.png comes from here
 	b.click("#scan")
 	b.waitLoggedIn(1)
 
@@ -548,6 +549,52 @@ func (p *recordingProxy) expectQuiet(t *testing.T, d time.Duration) {
 	for _, r := range p.requests {
 		if r.at.After(start) && r.kind != "page" {
 			t.Errorf("a %s request (scene %s) %s after the login; want none", r.kind, r.sceneID, r.at.Sub(start).Round(time.Millisecond))
+		}
+	}
+}
+
+// TestStaticFiles: the page and the client are served with validators, so a
+// browser revalidates for a 304 instead of downloading them again, and other
+// sites can import the client as a module.
+func TestStaticFiles(t *testing.T) {
+	srv := startTestServer(t, nil)
+
+	resp := apiCall(t, http.MethodGet, srv.URL+"/static/qrlogin.js", "", nil, nil)
+	body, _ := io.ReadAll(resp.Body)
+	etag := resp.Header.Get("ETag")
+	switch {
+	case resp.StatusCode != http.StatusOK:
+		t.Fatalf("GET /static/qrlogin.js: %d", resp.StatusCode)
+	case !strings.Contains(resp.Header.Get("Content-Type"), "javascript"):
+		t.Errorf("Content-Type %q; a module needs a JavaScript type", resp.Header.Get("Content-Type"))
+	case !strings.Contains(resp.Header.Get("Cache-Control"), "max-age="):
+		t.Errorf("Cache-Control %q; want a max-age", resp.Header.Get("Cache-Control"))
+	case etag == "":
+		t.Errorf("no ETag: a browser could not revalidate")
+	case resp.Header.Get("Access-Control-Allow-Origin") != "*":
+		t.Errorf("Access-Control-Allow-Origin %q; other sites import the module", resp.Header.Get("Access-Control-Allow-Origin"))
+	case !bytes.Contains(body, []byte("export class QRLogin")):
+		t.Errorf("the body is not the client")
+	}
+
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/static/qrlogin.js", nil)
+	req.Header.Set("If-None-Match", etag)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotModified {
+		t.Errorf("revalidation with the ETag: %d; want 304", resp.StatusCode)
+	}
+
+	page := apiCall(t, http.MethodGet, srv.URL+"/", "", nil, nil)
+	if csp := page.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") {
+		t.Errorf("the page's CSP is %q; want scripts from this origin only", csp)
+	}
+	for _, path := range []string{"/static/", "/static/static.go", "/static/../main.go", "/static/nope.js"} {
+		if resp := apiCall(t, http.MethodGet, srv.URL+path, "", nil, nil); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s: %d; want 404", path, resp.StatusCode)
 		}
 	}
 }
