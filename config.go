@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -172,13 +173,24 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*c
 			errs = append(errs, errors.New("WECHAT_TOKEN is required with WECHAT_APPID (the callback signature token)"))
 		}
 	}
-	if c.AESKey != "" && len(c.AESKey) != 43 {
-		errs = append(errs, errors.New("WECHAT_AES_KEY must be the 43-character EncodingAESKey"))
+	if c.AESKey != "" && !validAESKey(c.AESKey) {
+		errs = append(errs, errors.New("WECHAT_AES_KEY must be the 43-character EncodingAESKey (base64 of 32 bytes, without the trailing =)"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("configuration: %w", err)
 	}
 	return c, nil
+}
+
+// validAESKey reports whether k is an EncodingAESKey: 43 base64 characters
+// that decode to a 32-byte AES key once "=" is added. A wrong key would
+// otherwise make every safe-mode message fail with 403.
+func validAESKey(k string) bool {
+	if len(k) != 43 {
+		return false
+	}
+	b, err := base64.StdEncoding.DecodeString(k + "=")
+	return err == nil && len(b) == 32
 }
 
 func splitList(s string) []string {

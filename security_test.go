@@ -880,3 +880,21 @@ func TestSecurityHeaders(t *testing.T) {
 		}
 	}
 }
+
+// TestAESKeyValidated: a WECHAT_AES_KEY that cannot be an EncodingAESKey
+// stops the start (it would refuse every safe-mode message) and names itself.
+func TestAESKeyValidated(t *testing.T) {
+	for key, ok := range map[string]bool{
+		testAESKey:              true,
+		strings.Repeat("!", 43): false, // 43 characters, not base64
+		testAESKey[:42]:         false,
+		testAESKey + "A":        false,
+		testAESKey[:42] + "=":   false,
+	} {
+		env := map[string]string{"WECHAT_AES_KEY": key, "WXLOGIN_ADDR": "127.0.0.1:0"}
+		_, err := loadConfig(nil, func(k string) string { return env[k] }, io.Discard)
+		if (err == nil) != ok || (err != nil && !strings.Contains(err.Error(), "WECHAT_AES_KEY")) {
+			t.Errorf("WECHAT_AES_KEY=%q: %v", key, err)
+		}
+	}
+}
