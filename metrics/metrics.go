@@ -36,7 +36,7 @@ type Metrics struct {
 	longPolls     prometheus.Gauge
 	rejected      *prometheus.CounterVec // reason: the login error code
 	callbacks     *prometheus.CounterVec // event, result
-	wechatCalls   *prometheus.CounterVec // api, errcode ("0" = ok, "transport" = no answer)
+	wechatCalls   *prometheus.CounterVec // api, errcode ("0" = ok, "none" = no answer)
 	wechatUp      prometheus.Gauge
 	duration      *prometheus.HistogramVec // route, method, code
 	inFlightTotal prometheus.Gauge
@@ -69,7 +69,7 @@ func New() *Metrics {
 		}, []string{"event", "result"}),
 		wechatCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "wechat_api_calls_total",
-			Help: `Calls to WeChat's API by api and errcode ("0" = success, "transport" = no usable answer: timeout, HTTP error).`,
+			Help: `Calls to WeChat's API by api and errcode ("0" = success, "none" = no usable answer: timeout, connection or HTTP error).`,
 		}, []string{"api", "errcode"}),
 		wechatUp: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "wechat_up",
@@ -204,14 +204,10 @@ func callbackEvent(event string) string {
 }
 
 // ObserveWeChat is wechat.Client.Observe: one call to WeChat's API and its
-// errcode (0 = success, negative = no usable answer).
-func (m *Metrics) ObserveWeChat(api string, errcode int64) {
-	code := strconv.FormatInt(errcode, 10)
-	if errcode < 0 {
-		code = "transport"
-	}
-	m.wechatCalls.WithLabelValues(api, code).Inc()
-	if errcode == 0 {
+// errcode ("0" = success, "none" = no usable answer).
+func (m *Metrics) ObserveWeChat(api, errcode string) {
+	m.wechatCalls.WithLabelValues(api, errcode).Inc()
+	if errcode == "0" {
 		m.wechatUp.Set(1)
 	} else {
 		m.wechatUp.Set(0)

@@ -59,9 +59,10 @@ type Client struct {
 	inFlight chan struct{}
 
 	// Observe, when set, is told each call to WeChat's API: the api
-	// ("token", "qrcode/create") and its errcode (0 = success, -1 = no
-	// usable answer: timeout, connection or HTTP error). Set it before use.
-	Observe func(api string, errcode int64)
+	// ("token", "qrcode/create") and WeChat's errcode in decimal ("0" =
+	// success), or NoAnswer (timeout, connection or HTTP error, bad JSON).
+	// Set it before use.
+	Observe func(api, errcode string)
 
 	quotaMu     sync.Mutex
 	quotaLogged time.Time
@@ -90,6 +91,9 @@ func NewClient(cfg Config, log *slog.Logger) *Client {
 	return cl
 }
 
+// NoAnswer is Observe's errcode for a call that got no usable answer.
+const NoAnswer = "none"
+
 // tokenWatch reports each access token silenceper stores.
 type tokenWatch struct {
 	cache.Cache
@@ -106,7 +110,13 @@ func (t tokenWatch) Set(key string, val any, timeout time.Duration) error {
 
 func (c *Client) observe(api string, errcode int64) {
 	if c.Observe != nil {
-		c.Observe(api, errcode)
+		c.Observe(api, strconv.FormatInt(errcode, 10))
+	}
+}
+
+func (c *Client) observeNoAnswer(api string) {
+	if c.Observe != nil {
+		c.Observe(api, NoAnswer)
 	}
 }
 
@@ -159,10 +169,11 @@ func (c *Client) IssueQR(ctx context.Context, sceneID string, ttl time.Duration)
 // asks for the QR code.
 func (c *Client) issueWithToken(ctx context.Context, sceneID string, ttl time.Duration) (login.QR, int64, error) {
 	if _, err := c.oa.GetAccessTokenContext(ctx); err != nil {
-		code := errcodeOf(err)
-		c.observe("token", code)
-		if code < 0 {
-			code = 0
+		code, answered := errcodeOf(err)
+		if answered {
+			c.observe("token", code)
+		} else {
+			c.observeNoAnswer("token")
 		}
 		return login.QR{}, code, fmt.Errorf("access token: %s", Scrub(err.Error()))
 	}
@@ -178,7 +189,7 @@ func (c *Client) issueOnce(sceneID string, ttl time.Duration) (login.QR, int64, 
 	}
 	switch {
 	case err != nil && code == 0:
-		c.observe("qrcode/create", -1) // timeout, connection, HTTP status or bad JSON
+		c.observeNoAnswer("qrcode/create") // timeout, connection, HTTP status or bad JSON
 		return login.QR{}, 0, errors.New(Scrub(err.Error()))
 	case err != nil:
 		c.observe("qrcode/create", code)
@@ -188,7 +199,7 @@ func (c *Client) issueOnce(sceneID string, ttl time.Duration) (login.QR, int64, 
 		c.observe("qrcode/create", code)
 		return login.QR{}, code, fmt.Errorf("qrcode/create: errcode %d", code)
 	case t == nil || t.Ticket == "" || t.URL == "":
-		c.observe("qrcode/create", -1)
+		c.observeNoAnswer("qrcode/create")
 		return login.QR{}, 0, errors.New("qrcode/create: empty ticket")
 	}
 	c.observe("qrcode/create", 0)
@@ -197,18 +208,15 @@ func (c *Client) issueOnce(sceneID string, ttl time.Duration) (login.QR, int64, 
 
 var errcodePattern = regexp.MustCompile(`errcode=(-?\d+)`)
 
-// errcodeOf reads the errcode silenceper puts in its error text, or -1
-// when there is none (the call got no usable answer).
-func errcodeOf(err error) int64 {
+// errcodeOf reads the errcode silenceper puts in its error text; answered
+// is false when there is none (the call got no usable answer).
+func errcodeOf(err error) (code int64, answered bool) {
 	m := errcodePattern.FindStringSubmatch(err.Error())
 	if m == nil {
-		return -1
+		return 0, false
 	}
 	n, perr := strconv.ParseInt(m[1], 10, 64)
-	if perr != nil || n == 0 {
-		return -1
-	}
-	return n
+	return n, perr == nil
 }
 
 func isTokenError(code int64) bool {

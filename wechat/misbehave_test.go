@@ -1,0 +1,362 @@
+package wechat_test
+
+// WeChat misbehaving, against the local stand-in: slow answers, HTTP
+// errors, errcodes with and without errmsg, rejected tokens; and storage
+// stalling under the webhook. The service is the real one (bbolt, hub,
+// handlers) over real HTTP; only WeChat's API servers are played.
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"wxlogin/events"
+	"wxlogin/handlers"
+	"wxlogin/login"
+	"wxlogin/storage"
+	"wxlogin/wechat"
+)
+
+// apiTimeout mirrors wire.go's wechatTimeout: the HTTP client's timeout is
+// the only bound on qrcode/create (silenceper passes it no context).
+const apiTimeout = 4 * time.Second
+
+// weChatSlowness is how slow the stand-in is told to be: WeChat's own limit
+// for our answers, and longer than apiTimeout.
+const weChatSlowness = 5 * time.Second
+
+var (
+	misbehavingOnce sync.Once
+	misbehaving     *wechat.StandIn
+)
+
+// misbehavingWeChat points silenceper's process-wide HTTP client at one
+// stand-in served over real HTTP (once for this test binary).
+func misbehavingWeChat(t *testing.T) *wechat.StandIn {
+	misbehavingOnce.Do(func() {
+		misbehaving = wechat.NewStandIn()
+		srv := httptest.NewServer(misbehaving)
+		wechat.SetHTTPClient(wechat.RedirectClient(srv.URL, apiTimeout))
+	})
+	t.Cleanup(func() { misbehaving.SetFault(wechat.Fault{}) })
+	return misbehaving
+}
+
+type misbehaveService struct {
+	URL   string
+	store *storage.Bolt
+	svc   *login.Service
+	sim   *wechat.Simulator
+	calls *observed
+}
+
+// observed collects wechat.Client.Observe calls.
+type observed struct {
+	mu    sync.Mutex
+	calls []string
+}
+
+func (o *observed) add(api, errcode string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.calls = append(o.calls, api+" "+errcode)
+}
+
+func (o *observed) take() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	c := o.calls
+	o.calls = nil
+	return c
+}
+
+const misbehaveToken = "misbehave-token"
+
+func startMisbehaveService(t *testing.T, appID string) *misbehaveService {
+	t.Helper()
+	store, err := storage.OpenBolt(filepath.Join(t.TempDir(), "wxlogin.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	hub := events.NewHub(events.WithLogger(log))
+	client := wechat.NewClient(wechat.Config{AppID: appID, AppSecret: "s", Token: misbehaveToken}, log)
+	calls := &observed{}
+	client.Observe = calls.add
+	svc := login.NewService(store, hub, client, login.WithLogger(log))
+	cb := wechat.NewCallback(client, svc, misbehaveToken, log)
+	srv := httptest.NewServer(handlers.New(svc, hub, handlers.Config{Callback: cb, Log: log}))
+	t.Cleanup(func() {
+		srv.Close()
+		hub.Close()
+		store.Close()
+	})
+	return &misbehaveService{
+		URL: srv.URL, store: store, svc: svc, calls: calls,
+		sim: &wechat.Simulator{URL: srv.URL + "/wechat/callback", Token: misbehaveToken},
+	}
+}
+
+type createAnswer struct {
+	status  int
+	elapsed time.Duration
+	body    handlers.ErrorBody
+	sceneID string
+}
+
+func (s *misbehaveService) create(t *testing.T) createAnswer {
+	t.Helper()
+	start := time.Now()
+	resp, err := http.Post(s.URL+"/api/v1/login/scenes", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	a := createAnswer{status: resp.StatusCode, elapsed: time.Since(start)}
+	if resp.StatusCode == http.StatusCreated {
+		var sc struct {
+			SceneID string `json:"scene_id"`
+		}
+		_ = json.Unmarshal(raw, &sc)
+		a.sceneID = sc.SceneID
+		return a
+	}
+	if err := json.Unmarshal(raw, &a.body); err != nil {
+		t.Fatalf("error answer is not the JSON error shape: %q", raw)
+	}
+	return a
+}
+
+// TestSceneCreationWhenWeChatMisbehaves: every way WeChat's API fails
+// becomes a 503 with a message that says what happened, within the HTTP
+// client's timeout, and the service works again once WeChat does.
+func TestSceneCreationWhenWeChatMisbehaves(t *testing.T) {
+	standIn := misbehavingWeChat(t)
+	s := startMisbehaveService(t, "wxmisbehave_create")
+	for _, tc := range []struct {
+		name      string
+		fault     wechat.Fault
+		code      string
+		message   string
+		observed  string // the qrcode/create errcode reported to Observe
+		needsTime bool
+	}{
+		{"slow", wechat.Fault{Delay: weChatSlowness}, login.EWECHAT, "WeChat is unavailable", wechat.NoAnswer, true},
+		{"HTTP 500", wechat.Fault{HTTPStatus: http.StatusInternalServerError}, login.EWECHAT, "WeChat is unavailable", wechat.NoAnswer, false},
+		{"HTTP 502", wechat.Fault{HTTPStatus: http.StatusBadGateway}, login.EWECHAT, "WeChat is unavailable", wechat.NoAnswer, false},
+		{"errcode with errmsg", wechat.Fault{QRErrCode: -1, QRErrMsg: "system error"}, login.EWECHAT, "errcode -1", "-1", false},
+		{"errcode with empty errmsg", wechat.Fault{QRErrCode: 40013}, login.EWECHAT, "errcode 40013", "40013", false},
+		{"quota, empty errmsg", wechat.Fault{QRErrCode: wechat.ErrCodeQuota}, login.EQUOTA, "45009", "45009", false},
+		{"quota", wechat.Fault{QRErrCode: wechat.ErrCodeQuota, QRErrMsg: "reach max api daily quota limit"}, login.EQUOTA, "45009", "45009", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if a := s.create(t); a.status != http.StatusCreated {
+				t.Fatalf("healthy WeChat: %d %+v", a.status, a.body)
+			}
+			s.calls.take()
+			standIn.SetFault(tc.fault)
+			a := s.create(t)
+			if a.status != http.StatusServiceUnavailable || a.body.Error != tc.code || !strings.Contains(a.body.Message, tc.message) {
+				t.Errorf("answer %d %+v, want 503 %s mentioning %q", a.status, a.body, tc.code, tc.message)
+			}
+			// The HTTP client's timeout, not WeChat, decides how long a
+			// browser waits; failures with an answer come at once.
+			if a.elapsed >= weChatSlowness || (!tc.needsTime && a.elapsed >= time.Second) {
+				t.Errorf("503 after %s", a.elapsed)
+			}
+			if got := s.calls.take(); len(got) != 1 || got[0] != "qrcode/create "+tc.observed {
+				t.Errorf("observed %v, want [qrcode/create %s]", got, tc.observed)
+			}
+			standIn.SetFault(wechat.Fault{})
+			if a := s.create(t); a.status != http.StatusCreated {
+				t.Errorf("after WeChat recovered: %d %+v", a.status, a.body)
+			}
+		})
+	}
+}
+
+// TestTokenRefreshedOn40001: WeChat rejects the cached token (another
+// process reset it, or it was revoked). The client drops it, fetches a new
+// one and retries once; a token that keeps failing is not fetched in a loop.
+func TestTokenRefreshedOn40001(t *testing.T) {
+	standIn := misbehavingWeChat(t)
+	s := startMisbehaveService(t, "wxmisbehave_token")
+	if a := s.create(t); a.status != http.StatusCreated {
+		t.Fatalf("first scene: %d %+v", a.status, a.body)
+	}
+	if got := s.calls.take(); strings.Join(got, ",") != "token 0,qrcode/create 0" {
+		t.Fatalf("first scene's calls: %v", got)
+	}
+
+	standIn.SetFault(wechat.Fault{RejectTokens: true}) // every token so far is now invalid
+	tokens := standIn.TokenCalls.Load()
+	if a := s.create(t); a.status != http.StatusCreated {
+		t.Fatalf("after the token was invalidated: %d %+v", a.status, a.body)
+	}
+	if got := s.calls.take(); strings.Join(got, ",") != "qrcode/create 40001,token 0,qrcode/create 0" {
+		t.Errorf("calls: %v, want a 40001, a new token and a successful retry", got)
+	}
+	if n := standIn.TokenCalls.Load() - tokens; n != 1 {
+		t.Errorf("%d token fetches, want 1", n)
+	}
+	// The new token is cached: the next scene needs no fetch.
+	if a := s.create(t); a.status != http.StatusCreated {
+		t.Fatalf("next scene: %d", a.status)
+	}
+	if got := s.calls.take(); strings.Join(got, ",") != "qrcode/create 0" {
+		t.Errorf("next scene's calls: %v", got)
+	}
+
+	// WeChat answers 40001 whatever the token: one refresh, one retry, a 503.
+	standIn.SetFault(wechat.Fault{QRErrCode: wechat.ErrCodeInvalidToken, QRErrMsg: "invalid credential"})
+	tokens = standIn.TokenCalls.Load()
+	a := s.create(t)
+	if a.status != http.StatusServiceUnavailable || !strings.Contains(a.body.Message, "40001") {
+		t.Errorf("persistent 40001: %d %+v", a.status, a.body)
+	}
+	if n := standIn.TokenCalls.Load() - tokens; n != 1 {
+		t.Errorf("%d token fetches for one scene, want 1", n)
+	}
+}
+
+// TestSlowWeChatPilesNothingUp: many browsers ask for scenes while WeChat
+// hangs. Each waits at most the client timeout, calls beyond the in-flight
+// cap are refused at once, and when it is over no goroutine is left behind.
+func TestSlowWeChatPilesNothingUp(t *testing.T) {
+	standIn := misbehavingWeChat(t)
+	s := startMisbehaveService(t, "wxmisbehave_pileup")
+	if a := s.create(t); a.status != http.StatusCreated { // token cached
+		t.Fatalf("first scene: %d", a.status)
+	}
+	settle()
+	before := runtime.NumGoroutine()
+
+	standIn.SetFault(wechat.Fault{Delay: weChatSlowness})
+	qrCalls := standIn.QRCalls.Load()
+	const browsers = 100 // above the default cap of 64
+	answers := make(chan createAnswer, browsers)
+	var wg sync.WaitGroup
+	for range browsers {
+		wg.Go(func() { answers <- s.create(t) })
+	}
+	wg.Wait()
+	close(answers)
+	var refused, timedOut int
+	for a := range answers {
+		switch {
+		case a.status != http.StatusServiceUnavailable:
+			t.Errorf("answer %d %+v, want 503", a.status, a.body)
+		case strings.Contains(a.body.Message, "answering slowly"):
+			refused++
+			if a.elapsed >= apiTimeout {
+				t.Errorf("a refused call waited %s", a.elapsed)
+			}
+		default:
+			timedOut++
+			if a.elapsed >= weChatSlowness {
+				t.Errorf("a call waited %s, longer than WeChat's slowness", a.elapsed)
+			}
+		}
+	}
+	reached := standIn.QRCalls.Load() - qrCalls
+	t.Logf("%d browsers: %d timed out after the client timeout, %d refused at once; %d calls reached WeChat",
+		browsers, timedOut, refused, reached)
+	if timedOut > 64 || reached > 64 || refused == 0 {
+		t.Errorf("the in-flight cap did not hold: %d timed out, %d refused, %d reached WeChat", timedOut, refused, reached)
+	}
+
+	standIn.SetFault(wechat.Fault{})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		settle()
+		after := runtime.NumGoroutine()
+		if after <= before+2 {
+			t.Logf("goroutines: %d before, %d after", before, after)
+			break
+		}
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("goroutines: %d before, %d after:\n%s", before, after, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// settle closes idle keep-alive connections (each holds two goroutines),
+// so goroutine counts compare like with like.
+func settle() {
+	http.DefaultClient.CloseIdleConnections()
+	if tr, ok := http.DefaultTransport.(*http.Transport); ok {
+		tr.CloseIdleConnections()
+	}
+}
+
+// TestCallbackAnswersWhenStorageStalls: a long write transaction (a backup,
+// a big purge, a stuck disk) holds bbolt's single writer lock while a scan
+// arrives. The webhook must answer WeChat within its 5 s, and must not say
+// "success" for a scan it has not committed; WeChat's retry then gets the
+// real reply, and the login is counted exactly once.
+func TestCallbackAnswersWhenStorageStalls(t *testing.T) {
+	misbehavingWeChat(t)
+	s := startMisbehaveService(t, "wxmisbehave_storage")
+	a := s.create(t)
+	if a.status != http.StatusCreated {
+		t.Fatalf("create: %d", a.status)
+	}
+	const openID = "oMisbehave_slow_storage_0001"
+	ev := wechat.ScanEvent(a.sceneID, openID, false, time.Now())
+	// WeChat waits 5 s for an answer, then hangs up and retries.
+	weChat := &http.Client{Timeout: 5 * time.Second}
+	s.sim.Client = weChat
+
+	stall, err := s.store.DB().Begin(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	r, err := s.sim.Send(context.Background(), ev)
+	elapsed := time.Since(start)
+	if err != nil {
+		stall.Rollback()
+		t.Fatalf("WeChat got no answer within 5 s: %v (after %s)", err, elapsed)
+	}
+	if r.Status == http.StatusOK || r.Body == "success" {
+		t.Errorf("answered %d %q for a scan that cannot have been committed", r.Status, r.Body)
+	}
+	t.Logf("with storage stalled the webhook answered %d after %s", r.Status, elapsed)
+
+	// The stall ends: the scan queued behind it commits on its own, and
+	// WeChat's retry of the very same message gets the login reply.
+	if err := stall.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	var reply wechat.Reply
+	for attempt := range 3 { // WeChat retries three times
+		reply, err = s.sim.Send(context.Background(), ev)
+		if err == nil && reply.Status == http.StatusOK {
+			break
+		}
+		t.Logf("retry %d: %+v %v", attempt+1, reply, err)
+	}
+	if reply.Status != http.StatusOK || !strings.Contains(reply.Text, "第 1 次") {
+		t.Fatalf("WeChat's retry got %d %q, want the first-login reply", reply.Status, reply.Text)
+	}
+	again, err := s.sim.Send(context.Background(), ev)
+	if err != nil || again.Text != reply.Text {
+		t.Errorf("another retry got %q (%v), want the same reply", again.Text, err)
+	}
+	u, err := s.store.User(context.Background(), openID)
+	if err != nil || u.LoginCount != 1 {
+		t.Fatalf("login count %v (%v), want exactly 1", u, err)
+	}
+}
