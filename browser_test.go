@@ -28,6 +28,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -77,8 +78,9 @@ func TestBrowserStream(t *testing.T) {
 }
 
 // TestBrowserFallback: the page completes by polling when EventSource is
-// missing, when a proxy buffers the stream (no first event in time), and when
-// a proxy refuses the stream.
+// missing, when a proxy buffers the stream (no first event in time), when a
+// proxy refuses the stream, and when the stream keeps dropping (EventSource
+// reconnects on its own; the client gives up after a few errors).
 func TestBrowserFallback(t *testing.T) {
 	cases := []struct {
 		name        string
@@ -89,6 +91,7 @@ func TestBrowserFallback(t *testing.T) {
 		{name: "no-eventsource", mode: passStream, noEventSrc: true},
 		{name: "buffering-proxy", mode: bufferStream, wantStreams: true},
 		{name: "stream-refused", mode: refuseStream, wantStreams: true},
+		{name: "stream-drops", mode: dropStream, wantStreams: true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -116,6 +119,9 @@ func TestBrowserFallback(t *testing.T) {
 			}
 			if n := proxy.count("events", id); tc.wantStreams != (n > 0) {
 				t.Errorf("%d stream requests; want some: %v", n, tc.wantStreams)
+			}
+			if n := proxy.count("events", id); tc.mode == dropStream && n != 3 {
+				t.Errorf("%d stream requests; the client should give up after exactly 3 failed ones", n)
 			}
 			if n := proxy.count("token", ""); n != 1 {
 				t.Errorf("%d token exchanges; want exactly 1", n)
@@ -186,6 +192,51 @@ func TestBrowserReload(t *testing.T) {
 	}
 	b.expectNoPageErrors()
 }
+
+// TestBrowserOtherOrigin: the README's use of qrlogin.js from a page on
+// another origin of the same site, with WXLOGIN_ALLOWED_ORIGINS. The stream
+// must work there too (the scene's cookie goes with credentials), not only
+// the polling fallback.
+func TestBrowserOtherOrigin(t *testing.T) {
+	var wxloginURL atomic.Value // set once the service runs; the site needs its origin first
+	site := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, otherOriginPage, wxloginURL.Load(), wxloginURL.Load())
+	}))
+	t.Cleanup(site.Close)
+	srv := startTestServer(t, map[string]string{"WXLOGIN_ALLOWED_ORIGINS": site.URL})
+	wxloginURL.Store(srv.URL)
+	b := startBrowser(t)
+	b.open(site.URL)
+
+	b.waitJS(`document.getElementById("msg").textContent === "pending" && window.login.mode === "stream"`, 15*time.Second)
+	id := b.evalString(`window.scene.scene_id`)
+	secret := b.evalString(`window.scene.secret`)
+	if resp := apiCall(t, http.MethodPost, srv.URL+"/api/v1/dev/scan", secret, map[string]string{"scene_id": id}, nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("dev/scan: %d", resp.StatusCode)
+	}
+	b.waitJS(`document.getElementById("msg").textContent === "logged in 1"`, 15*time.Second)
+	if mode := b.evalString(`window.login.mode`); mode != "stream" {
+		t.Errorf("the client waited by %s; the stream should work across origins of one site", mode)
+	}
+	b.screenshot("other-origin")
+	b.expectNoPageErrors()
+}
+
+// otherOriginPage is the README's example, with hooks for the test.
+const otherOriginPage = `<!doctype html><meta charset="utf-8">
+<img id="qr" alt="WeChat QR code"> <p id="msg"></p>
+<script type="module">
+  import { QRLogin } from "%s/static/qrlogin.js";
+  const msg = document.getElementById("msg");
+  window.login = QRLogin.start({
+    base: "%s", qr: document.getElementById("qr"),
+    onScene: (s) => (window.scene = s),
+    onStatus: (status) => (msg.textContent = status),
+    onLogin: (s) => (msg.textContent = "logged in " + s.user.login_count),
+    onError: (e) => (msg.textContent = "error " + e.message),
+  });
+</script>`
 
 // --- the browser --------------------------------------------------------
 
@@ -431,6 +482,7 @@ const (
 	passStream   streamMode = iota // pass events through at once
 	bufferStream                   // hold the answer until the upstream ends, as a buffering proxy does
 	refuseStream                   // answer 502
+	dropStream                     // open the stream, ask for a quick reconnect, close
 )
 
 // recordingProxy sits between the browser and wxlogin and notes every request.
@@ -466,6 +518,9 @@ func startRecordingProxy(t *testing.T, target string, mode streamMode) *recordin
 			p.buffered(w, r, transport, target)
 		case kind == "events" && mode == refuseStream:
 			http.Error(w, "bad gateway", http.StatusBadGateway)
+		case kind == "events" && mode == dropStream:
+			w.Header().Set("Content-Type", "text/event-stream")
+			io.WriteString(w, "retry: 100\n\n")
 		default:
 			rp.ServeHTTP(w, r)
 		}
