@@ -1,0 +1,303 @@
+package events
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"wxlogin/login"
+)
+
+// fakeScenes is the state a test's streams read: version and status per scene.
+type fakeScenes struct {
+	mu sync.Mutex
+	m  map[string]login.View
+}
+
+func (f *fakeScenes) set(v login.View) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.m[v.SceneID] = v
+}
+
+func (f *fakeScenes) get(id string) login.View {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.m[id]
+}
+
+// newTestHub serves /s/{id} as a stream of scene id, with code "CODE-id".
+func newTestHub(t *testing.T, opts ...Option) (*Hub, *fakeScenes, *httptest.Server) {
+	t.Helper()
+	h := NewHub(opts...)
+	scenes := &fakeScenes{m: map[string]login.View{}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := strings.TrimPrefix(r.URL.Path, "/s/")
+		release, err := h.Acquire("ip")
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		defer release()
+		h.Serve(w, r, StreamRequest{
+			SceneID: id,
+			Code:    "CODE-" + id,
+			Current: func(context.Context) (login.View, error) { return scenes.get(id), nil },
+		})
+	}))
+	t.Cleanup(func() {
+		srv.Close()
+		h.Close()
+	})
+	return h, scenes, srv
+}
+
+type rawEvent struct{ id, event, data, retry string }
+
+// readEvents reads a stream's events (not comments) into a channel.
+func readEvents(t *testing.T, url string) (chan rawEvent, func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(chan rawEvent, 16)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer close(out)
+		defer resp.Body.Close()
+		sc := bufio.NewScanner(resp.Body)
+		var ev rawEvent
+		for sc.Scan() {
+			line := sc.Text()
+			switch {
+			case line == "":
+				if ev.data != "" || ev.retry != "" {
+					out <- ev
+				}
+				ev = rawEvent{}
+			case strings.HasPrefix(line, "id: "):
+				ev.id = line[4:]
+			case strings.HasPrefix(line, "event: "):
+				ev.event = line[7:]
+			case strings.HasPrefix(line, "data: "):
+				ev.data = line[6:]
+			case strings.HasPrefix(line, "retry: "):
+				ev.retry = line[7:]
+			}
+		}
+	}()
+	return out, func() { cancel(); <-done }
+}
+
+func next(t *testing.T, ch chan rawEvent) rawEvent {
+	t.Helper()
+	select {
+	case ev, ok := <-ch:
+		if !ok {
+			t.Fatal("stream ended")
+		}
+		return ev
+	case <-time.After(5 * time.Second):
+		t.Fatal("no event")
+	}
+	return rawEvent{}
+}
+
+func view(id string, version uint64, st login.Status) login.View {
+	return login.View{SceneID: id, Status: st, Version: version, Interval: 2, ExpiresAt: time.Unix(1e9, 0).UTC()}
+}
+
+func TestStreamSendsCurrentThenChangesThenEnds(t *testing.T) {
+	h, scenes, srv := newTestHub(t)
+	scenes.set(view("a", 1, login.StatusPending))
+	events, stop := readEvents(t, srv.URL+"/s/a")
+	defer stop()
+
+	first := next(t, events)
+	if first.id != "1" || first.event != "pending" || first.retry != "3000" {
+		t.Fatalf("first event %+v", first)
+	}
+	v := view("a", 2, login.StatusConfirmed)
+	scenes.set(v)
+	h.Notify(context.Background(), v)
+	ev := next(t, events)
+	if ev.id != "2" || ev.event != "confirmed" || !strings.HasSuffix(ev.data, `,"code":"CODE-a"}`) {
+		t.Fatalf("confirmed event %+v", ev)
+	}
+	select {
+	case _, ok := <-events:
+		if ok {
+			t.Fatal("event after the terminal one")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("stream not closed after the terminal event")
+	}
+}
+
+func TestStreamSkipsVersionsAlreadySent(t *testing.T) {
+	h, scenes, srv := newTestHub(t)
+	// The change is committed before the client connects but published after:
+	// the client gets it once, as the current state.
+	scenes.set(view("b", 2, login.StatusScanned))
+	events, stop := readEvents(t, srv.URL+"/s/b")
+	defer stop()
+	if ev := next(t, events); ev.id != "2" || ev.event != "scanned" {
+		t.Fatalf("first %+v", ev)
+	}
+	h.Notify(context.Background(), view("b", 2, login.StatusScanned))
+	h.Notify(context.Background(), view("b", 3, login.StatusDenied))
+	if ev := next(t, events); ev.id != "3" || ev.event != "denied" {
+		t.Fatalf("want denied v3 next, got %+v", ev)
+	}
+}
+
+func TestHeartbeat(t *testing.T) {
+	_, scenes, srv := newTestHub(t, WithHeartbeat(50*time.Millisecond))
+	scenes.set(view("c", 1, login.StatusPending))
+	resp, err := http.Get(srv.URL + "/s/c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	deadline := time.Now().Add(5 * time.Second)
+	for sc.Scan() && time.Now().Before(deadline) {
+		if sc.Text() == ": hb" {
+			return
+		}
+	}
+	t.Fatal("no heartbeat comment")
+}
+
+func TestDrainTellsStreamsToReconnect(t *testing.T) {
+	h, scenes, srv := newTestHub(t)
+	scenes.set(view("d", 1, login.StatusPending))
+	events, stop := readEvents(t, srv.URL+"/s/d")
+	defer stop()
+	next(t, events)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := h.Drain(ctx); err != nil {
+		t.Fatalf("drain: %v", err)
+	}
+	if ev := next(t, events); ev.retry == "" || ev.data != "" {
+		t.Fatalf("want a bare retry hint, got %+v", ev)
+	}
+	if _, err := h.Acquire("ip"); err == nil {
+		t.Fatal("new streams accepted while draining")
+	}
+}
+
+func TestAcquireLimits(t *testing.T) {
+	h := NewHub(WithLimits(3, 2))
+	defer h.Close()
+	r1, err := h.Acquire("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Acquire("a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Acquire("a"); login.ErrorCode(err) != login.ETOOMANY {
+		t.Fatalf("third from one IP: %v", err)
+	}
+	if _, err := h.Acquire("b"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Acquire("c"); login.ErrorCode(err) != login.EUNAVAILABLE {
+		t.Fatalf("over the total: %v", err)
+	}
+	r1()
+	r1() // releasing twice is harmless
+	if _, err := h.Acquire("c"); err != nil {
+		t.Fatalf("after a release: %v", err)
+	}
+}
+
+// TestNoGoroutineLeak opens 200 streams, ends them every way a stream ends
+// (terminal event, client gone), and checks the goroutine count returns.
+func TestNoGoroutineLeak(t *testing.T) {
+	h, scenes, srv := newTestHub(t, WithLimits(0, 0))
+	http.DefaultClient.CloseIdleConnections()
+	time.Sleep(100 * time.Millisecond)
+	before := runtime.NumGoroutine()
+
+	const n = 200
+	var wg sync.WaitGroup
+	stops := make([]func(), n)
+	for i := 0; i < n; i++ {
+		id := fmt.Sprintf("leak%d", i)
+		scenes.set(view(id, 1, login.StatusPending))
+		events, stop := readEvents(t, srv.URL+"/s/"+id)
+		stops[i] = stop
+		next(t, events)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range events {
+			}
+		}()
+	}
+	if got := h.Open(); got != n {
+		t.Fatalf("open streams %d, want %d", got, n)
+	}
+	for i := 0; i < n; i++ {
+		id := fmt.Sprintf("leak%d", i)
+		if i%2 == 0 {
+			v := view(id, 2, login.StatusConfirmed)
+			scenes.set(v)
+			h.Notify(context.Background(), v)
+		} else {
+			stops[i]()
+		}
+	}
+	wg.Wait()
+	for _, stop := range stops {
+		stop()
+	}
+	http.DefaultClient.CloseIdleConnections()
+
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		h.mu.Lock()
+		scenesLeft := len(h.scenes)
+		h.mu.Unlock()
+		now := runtime.NumGoroutine()
+		if now <= before+2 && scenesLeft == 0 && h.Open() == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("goroutines %d before, %d after; scenes left %d; open %d\n%s",
+				before, now, scenesLeft, h.Open(), buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestParseLastEventID(t *testing.T) {
+	for in, want := range map[string]uint64{"": 0, "7": 7, "x": 0, "-1": 0, "18446744073709551615": 18446744073709551615, "184467440737095516150": 0} {
+		if got := ParseLastEventID(in); got != want {
+			t.Errorf("ParseLastEventID(%q) = %d, want %d", in, got, want)
+		}
+	}
+}
+
+func TestAddCode(t *testing.T) {
+	in := []byte("id: 2\ndata: {\"a\":1,\"user\":{\"x\":2}}\nevent: confirmed\n\n")
+	want := "id: 2\ndata: {\"a\":1,\"user\":{\"x\":2},\"code\":\"C\"}\nevent: confirmed\n\n"
+	if got := string(addCode(in, "C")); got != want {
+		t.Fatalf("addCode:\n%q\nwant\n%q", got, want)
+	}
+}
