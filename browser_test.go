@@ -86,9 +86,12 @@ func TestBrowserFallback(t *testing.T) {
 		name        string
 		mode        streamMode
 		noEventSrc  bool
+		useSwitch   bool // the person ticks "use polling"
+		slowDown    bool // the first poll gets 429 slow_down with Retry-After: 3
 		wantStreams bool // whether the page should have tried the stream first
 	}{
-		{name: "no-eventsource", mode: passStream, noEventSrc: true},
+		{name: "no-eventsource", mode: passStream, noEventSrc: true, slowDown: true},
+		{name: "switch", mode: passStream, useSwitch: true, wantStreams: true},
 		{name: "buffering-proxy", mode: bufferStream, wantStreams: true},
 		{name: "stream-refused", mode: refuseStream, wantStreams: true},
 		{name: "stream-drops", mode: dropStream, wantStreams: true},
@@ -97,6 +100,11 @@ func TestBrowserFallback(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := startTestServer(t, nil)
 			proxy := startRecordingProxy(t, srv.URL, tc.mode)
+			if tc.slowDown {
+				proxy.mu.Lock()
+				proxy.slowDownFirstPoll = 3 * time.Second
+				proxy.mu.Unlock()
+			}
 			b := startBrowser(t)
 			if tc.noEventSrc {
 				b.beforeEachPage(`delete window.EventSource;`)
@@ -104,6 +112,10 @@ func TestBrowserFallback(t *testing.T) {
 			b.open(proxy.URL)
 
 			id := b.waitPending()
+			if tc.useSwitch {
+				b.waitJS(`document.body.dataset.mode === "stream"`, 10*time.Second)
+				b.click("#polling")
+			}
 			// The buffering case waits for the client's first-event timeout (5 s).
 			b.waitJS(`document.body.dataset.mode === "polling"`, 15*time.Second)
 			if got := b.evalString(`document.getElementById("polling").checked ? "on" : "off"`); got != "on" {
@@ -117,6 +129,10 @@ func TestBrowserFallback(t *testing.T) {
 			if n := proxy.count("poll", id); n < 1 {
 				t.Errorf("%d poll requests; the login should have come by polling", n)
 			}
+			if tc.slowDown && proxy.count("poll", id) < 2 {
+				t.Errorf("the page stopped polling after a slow_down")
+			}
+			proxy.checkPollPacing(t, id, 2*time.Second)
 			if n := proxy.count("events", id); tc.wantStreams != (n > 0) {
 				t.Errorf("%d stream requests; want some: %v", n, tc.wantStreams)
 			}
@@ -491,12 +507,16 @@ type recordingProxy struct {
 
 	mu       sync.Mutex
 	requests []proxiedRequest
+	// slowDownFirstPoll, when set, answers the first poll with 429
+	// slow_down and this Retry-After, as a server would to a fast poller.
+	slowDownFirstPoll time.Duration
 }
 
 type proxiedRequest struct {
-	at      time.Time
-	kind    string // create, poll, events, token, scan, qr, page
-	sceneID string
+	at, end   time.Time
+	kind      string // create, poll, events, token, scan, qr, page
+	sceneID   string
+	throttled bool // answered 429 slow_down by the proxy
 }
 
 var scenePath = regexp.MustCompile(`^/api/v1/login/scenes/([^/]+)(/events|/qr\.png)?$`)
@@ -512,8 +532,14 @@ func startRecordingProxy(t *testing.T, target string, mode streamMode) *recordin
 	rp.Transport = transport
 	p := &recordingProxy{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		kind := p.record(r)
+		i, kind := p.record(r)
+		defer p.finished(i)
 		switch {
+		case kind == "poll" && p.throttle(i):
+			w.Header().Set("Retry-After", fmt.Sprint(int(p.slowDownFirstPoll/time.Second)))
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusTooManyRequests)
+			io.WriteString(w, `{"error":"slow_down","message":"polling faster than the interval"}`)
 		case kind == "events" && mode == bufferStream:
 			p.buffered(w, r, transport, target)
 		case kind == "events" && mode == refuseStream:
@@ -533,7 +559,7 @@ func startRecordingProxy(t *testing.T, target string, mode streamMode) *recordin
 	return p
 }
 
-func (p *recordingProxy) record(r *http.Request) string {
+func (p *recordingProxy) record(r *http.Request) (int, string) {
 	req := proxiedRequest{at: time.Now(), kind: "page"}
 	switch {
 	case r.URL.Path == "/api/v1/login/scenes" && r.Method == http.MethodPost:
@@ -550,9 +576,58 @@ func (p *recordingProxy) record(r *http.Request) string {
 		req.kind = map[string]string{"": "poll", "/events": "events", "/qr.png": "qr"}[m[2]]
 	}
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	p.requests = append(p.requests, req)
+	return len(p.requests) - 1, req.kind
+}
+
+func (p *recordingProxy) finished(i int) {
+	p.mu.Lock()
+	p.requests[i].end = time.Now()
 	p.mu.Unlock()
-	return req.kind
+}
+
+// throttle reports whether request i, a poll, is to be answered with 429.
+func (p *recordingProxy) throttle(i int) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.slowDownFirstPoll == 0 {
+		return false
+	}
+	for _, r := range p.requests[:i] {
+		if r.kind == "poll" {
+			return false
+		}
+	}
+	p.requests[i].throttled = true
+	return true
+}
+
+// checkPollPacing checks the gaps between a scene's polls: at least the
+// interval from the end of one to the start of the next, and at least
+// Retry-After after a slow_down. The client's timers never fire early, so
+// a shorter gap is a bug, not jitter.
+func (p *recordingProxy) checkPollPacing(t *testing.T, sceneID string, interval time.Duration) {
+	t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var prev *proxiedRequest
+	for i := range p.requests {
+		r := &p.requests[i]
+		if r.kind != "poll" || r.sceneID != sceneID {
+			continue
+		}
+		if prev != nil {
+			want := interval
+			if prev.throttled {
+				want = max(want, p.slowDownFirstPoll)
+			}
+			if gap := r.at.Sub(prev.end); gap < want {
+				t.Errorf("a poll %s after the previous one ended (throttled: %v); want at least %s", gap.Round(time.Millisecond), prev.throttled, want)
+			}
+		}
+		prev = r
+	}
 }
 
 // buffered answers only when the upstream answer is complete, like a proxy
