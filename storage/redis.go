@@ -63,6 +63,9 @@ func NewRedisClient(rawURL string) (*redis.Client, error) {
 	if opt.WriteTimeout == 3*time.Second || opt.WriteTimeout == 0 {
 		opt.WriteTimeout = 2 * time.Second
 	}
+	if opt.DialerRetries == 0 {
+		opt.DialerRetries = 2 // go-redis dials 5 times by default: a down Redis would hold each request
+	}
 	return redis.NewClient(opt), nil
 }
 
