@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	_ "net/http/pprof" // only served with WXLOGIN_LOAD_PPROF
 	"os"
 	"os/signal"
 	"runtime"
@@ -47,6 +48,11 @@ func serveBaseline(kind string, tuned bool) error {
 		_ = srv.Shutdown(c)
 		srv.Close()
 	}()
+	if a := os.Getenv("WXLOGIN_LOAD_PPROF"); a != "" {
+		// Profiling the baseline (net/http/pprof on its own port), to
+		// compare stacks and heap with a profiled wxlogin.
+		go func() { _ = http.ListenAndServe(a, nil) }()
+	}
 	fmt.Printf("%s listening on http://%s\n", kind, ln.Addr())
 	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err

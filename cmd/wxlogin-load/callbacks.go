@@ -22,8 +22,11 @@ var replyCount = regexp.MustCompile(`第 (\d+) 次`)
 // to its own pending scene, then kills the server with SIGKILL the moment
 // the last answer arrives and checks on disk that every login count the
 // server acknowledged to "WeChat" is there, once.
-func (r *runner) callbacks(ctx context.Context) (Report, error) {
-	rep := Report{Mode: "callbacks", Time: time.Now().UTC(), Duration: r.o.Duration.Seconds(), Scenes: r.o.CBScenes}
+func (r *runner) callbacks(ctx context.Context) (rep Report, err error) {
+	rep = Report{Mode: "callbacks", Time: time.Now().UTC(), Duration: r.o.Duration.Seconds(), Scenes: r.o.CBScenes}
+	var cpu0 float64
+	rep.Machine, cpu0 = machineStart(r.o.Dir)
+	defer func() { rep.Machine.finish(cpu0) }()
 	srv, err := r.startWxlogin(ctx, "callbacks", r.o.Conns)
 	if err != nil {
 		return rep, err

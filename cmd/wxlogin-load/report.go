@@ -40,6 +40,7 @@ func (r *runner) print(rep Report) {
 			fmt.Printf("  after kill -9: %d users checked, %d count mismatches → durable=%v\n", rep.UsersOnDisk, rep.Mismatches, *rep.Durable)
 		}
 	}
+	fmt.Printf("  %s\n", rep.Machine)
 	if rep.ServerWarns > 0 {
 		fmt.Printf("  server logged %d warnings/errors\n", rep.ServerWarns)
 	}

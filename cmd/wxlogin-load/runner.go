@@ -69,7 +69,8 @@ type Report struct {
 	Mismatches  int     `json:"count_mismatches,omitempty"`
 	UsersOnDisk int     `json:"users_checked,omitempty"`
 
-	LastErr string `json:"last_error,omitempty"`
+	Machine Machine `json:"machine"`
+	LastErr string  `json:"last_error,omitempty"`
 }
 
 func (r Report) failed() bool {
@@ -123,11 +124,13 @@ func (r *runner) startBaseline(ctx context.Context, kind string) (*server, error
 }
 
 // waiters runs the stream scenario on wxlogin or the r3labs baseline.
-func (r *runner) waiters(ctx context.Context, kind string, n int) (Report, error) {
-	rep := Report{Mode: kind, Time: time.Now().UTC(), Waiters: n, Rate: r.o.Rate,
+func (r *runner) waiters(ctx context.Context, kind string, n int) (rep Report, err error) {
+	rep = Report{Mode: kind, Time: time.Now().UTC(), Waiters: n, Rate: r.o.Rate,
 		Duration: r.o.Duration.Seconds(), SSETuned: kind == "sse-baseline" && r.o.SSETuned}
+	var cpu0 float64
+	rep.Machine, cpu0 = machineStart(r.o.Dir)
+	defer func() { rep.Machine.finish(cpu0) }()
 	var srv *server
-	var err error
 	if kind == "wxlogin" {
 		rep.Pollers = r.o.Pollers
 		srv, err = r.startWxlogin(ctx, fmt.Sprintf("wxlogin-%d", n), n+r.o.Pollers)
@@ -292,8 +295,11 @@ func runPoller(ctx context.Context, t *wxloginTarget, hc *http.Client, c *pollCo
 }
 
 // echo measures the bare Echo constant-JSON handler.
-func (r *runner) echo(ctx context.Context) (Report, error) {
-	rep := Report{Mode: "echo-baseline", Time: time.Now().UTC(), Duration: r.o.Duration.Seconds()}
+func (r *runner) echo(ctx context.Context) (rep Report, err error) {
+	rep = Report{Mode: "echo-baseline", Time: time.Now().UTC(), Duration: r.o.Duration.Seconds()}
+	var cpu0 float64
+	rep.Machine, cpu0 = machineStart(r.o.Dir)
+	defer func() { rep.Machine.finish(cpu0) }()
 	srv, err := r.startBaseline(ctx, "echo-baseline")
 	if err != nil {
 		return rep, err
@@ -314,11 +320,14 @@ func (r *runner) echo(ctx context.Context) (Report, error) {
 
 // poll measures the poll endpoint over enough scenes that no scene is polled
 // faster than its interval.
-func (r *runner) poll(ctx context.Context, scenes int) (Report, error) {
+func (r *runner) poll(ctx context.Context, scenes int) (rep Report, err error) {
 	if scenes <= 0 {
 		scenes = 20000
 	}
-	rep := Report{Mode: "poll", Time: time.Now().UTC(), Duration: r.o.Duration.Seconds(), Scenes: scenes}
+	rep = Report{Mode: "poll", Time: time.Now().UTC(), Duration: r.o.Duration.Seconds(), Scenes: scenes}
+	var cpu0 float64
+	rep.Machine, cpu0 = machineStart(r.o.Dir)
+	defer func() { rep.Machine.finish(cpu0) }()
 	srv, err := r.startWxlogin(ctx, "poll", r.o.Conns)
 	if err != nil {
 		return rep, err

@@ -99,7 +99,9 @@ func (s *scenario) runWaiter(ctx context.Context, onFirst func()) {
 func (s *scenario) hold(ctx context.Context, ready func()) error {
 	w, err := s.t.prepare(ctx)
 	if err != nil {
-		s.noteErr(&s.connectErrs, err)
+		if ctx.Err() == nil {
+			s.noteErr(&s.connectErrs, err)
+		}
 		return err
 	}
 	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
