@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/redis/go-redis/v9"
 
 	"wxlogin/events"
 	"wxlogin/handlers"
@@ -52,24 +53,31 @@ const demoAppID = "wxdemo00000000000"
 
 func build(ctx context.Context, cfg *config, log *slog.Logger, self string) (*app, error) {
 	a := &app{}
-	store, err := storage.OpenBolt(cfg.DB)
+	store, rdb, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
 	a.store = store
 	a.closers = append(a.closers, store.Close)
 
-	a.hub = events.NewHub(
+	hubOpts := []events.Option{
 		events.WithHeartbeat(cfg.Heartbeat),
 		events.WithLimits(cfg.MaxStreams, cfg.MaxStreamsIP),
 		events.WithLogger(log),
-	)
+	}
+	if rdb != nil { // a cluster: changes reach every instance's streams over pub/sub
+		hubOpts = append(hubOpts, events.WithTransport(events.NewRedisTransport(rdb, cfg.RedisPrefix, events.WithRedisLogger(log))))
+	}
+	a.hub = events.NewHub(hubOpts...)
 
 	wcfg := wechat.Config{AppID: cfg.AppID, AppSecret: cfg.AppSecret, Token: cfg.Token, AESKey: cfg.AESKey}
 	if cfg.Demo() {
 		wcfg = demoWeChat(cfg, log)
 	} else {
 		wechat.UseTimeout(wechatTimeout)
+	}
+	if rdb != nil { // one access token for the cluster (stable_token: nobody invalidates another's)
+		wcfg.Cache = wechat.NewRedisCache(rdb, cfg.RedisPrefix, log)
 	}
 	client := wechat.NewClient(wcfg, log)
 	m := metrics.New()
@@ -134,6 +142,32 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, self string) (*ap
 		sweep(bgCtx, a.svc, cfg.SweepInterval, log)
 	}()
 	return a, nil
+}
+
+// openStore opens Redis when WXLOGIN_REDIS_URL is set (returning its client
+// for the event transport and the token cache), bbolt otherwise. An
+// unreachable Redis does not stop the start: /readyz says 503 until it
+// answers, and requests fail with 503 meanwhile.
+func openStore(ctx context.Context, cfg *config, log *slog.Logger) (login.Store, *redis.Client, error) {
+	if cfg.RedisURL == "" {
+		st, err := storage.OpenBolt(cfg.DB)
+		if err != nil {
+			return nil, nil, err
+		}
+		return st, nil, nil
+	}
+	rdb, err := storage.NewRedisClient(cfg.RedisURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	st := storage.NewRedis(rdb, cfg.RedisPrefix)
+	pingCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := st.Ping(pingCtx); err != nil {
+		log.Error("redis is not reachable; not ready until it is", "addr", rdb.Options().Addr, "err", err)
+	}
+	log.Info("storage: redis", "addr", rdb.Options().Addr, "db", rdb.Options().DB, "prefix", cfg.RedisPrefix)
+	return st, rdb, nil
 }
 
 // demoWeChat sets up the offline stand-in for WeChat's API and says loudly

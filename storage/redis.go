@@ -89,7 +89,7 @@ func (r *Redis) Ping(ctx context.Context) error {
 	return nil
 }
 
-func (r *Redis) sceneKey(id string) string   { return r.prefix + "scene:" + id }
+func (r *Redis) sceneKey(id string) string    { return r.prefix + "scene:" + id }
 func (r *Redis) userKey(openID string) string { return r.prefix + "user:" + openID }
 func (r *Redis) recordKey(k string) string    { return r.prefix + "cb:" + k }
 func (r *Redis) sessionKey(h string) string   { return r.prefix + "sess:" + h }
