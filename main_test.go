@@ -24,17 +24,23 @@ type testServer struct {
 	Logs *syncBuffer
 	stop context.CancelFunc
 	done chan error
+
+	stopOnce sync.Once
+	stopErr  error
 }
 
-// Stop shuts the instance down gracefully and returns run's error.
+// Stop shuts the instance down gracefully and returns run's error. Calling
+// it again returns the same result.
 func (s *testServer) Stop() error {
-	s.stop()
-	select {
-	case err := <-s.done:
-		return err
-	case <-time.After(30 * time.Second):
-		return fmt.Errorf("run did not return within 30 s of shutdown")
-	}
+	s.stopOnce.Do(func() {
+		s.stop()
+		select {
+		case s.stopErr = <-s.done:
+		case <-time.After(30 * time.Second):
+			s.stopErr = fmt.Errorf("run did not return within 30 s of shutdown")
+		}
+	})
+	return s.stopErr
 }
 
 // startTestServer runs the service with env (on top of a loopback address
