@@ -196,9 +196,16 @@ func TestBrowserReload(t *testing.T) {
 	b.click("#scan")
 	b.waitLoggedIn(1)
 	b.screenshot("reload-logged-in")
-
 	if n := proxy.count("create", ""); n != 1 {
 		t.Errorf("%d scenes created; the reload should have kept the first", n)
+	}
+
+	// Once logged in, a reload starts over with a new QR code.
+	if err := chromedp.Do(b.ctx, chromedp.Reload()); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	if next := b.waitPending(); next == before {
+		t.Errorf("after the login a reload shows the used scene %s again", next)
 	}
 	if n := proxy.count("events", before); n < 2 {
 		t.Errorf("%d stream requests; want one before and one after the reload", n)

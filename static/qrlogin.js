@@ -270,8 +270,9 @@ export class QRLogin {
   handle(run, view) {
     if (!this.live(run)) return;
     if (view.interval > 0) run.scene.interval = view.interval;
-    if (run.resumed && view.status === "consumed" && !run.exchanged) {
-      // This tab logged in with this scene before a reload: show a new QR code.
+    if (run.resumed && this.status === null && view.status !== "confirmed" && TERMINAL.has(view.status)) {
+      // The saved scene ended while the page was away (this tab logged in with it
+      // before a reload, it expired, or the server forgot it): show a new QR code.
       this.forget();
       this.refresh();
       return;
