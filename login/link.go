@@ -87,6 +87,13 @@ func ParseLinkToken(token string) (LinkClaim, error) {
 	if len(token) > 100 {
 		return LinkClaim{}, ErrLinkMalformed
 	}
+	// Only the token alphabet: Go's base64 decoder skips \r and \n, which
+	// would give one claim many spellings (found by FuzzParseLinkToken).
+	for i := 0; i < len(token); i++ {
+		if c := token[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return LinkClaim{}, ErrLinkMalformed
+		}
+	}
 	parts := strings.Split(token, ".")
 	if len(parts) != 3 || !ValidSceneID(parts[0]) || len(parts[1]) == 0 || len(parts[1]) > 12 || parts[1][0] == '0' {
 		return LinkClaim{}, ErrLinkMalformed

@@ -108,6 +108,8 @@ func TestParseLinkTokenRejectsJunk(t *testing.T) {
 		parts[0] + "." + parts[1] + "." + parts[2] + "A",
 		parts[0] + "." + parts[1] + "." + parts[2][:len(parts[2])-1],
 		parts[0] + "." + parts[1] + "." + strings.Repeat("A", 200),
+		parts[0] + "." + parts[1] + "." + parts[2][:4] + "\r\n" + parts[2][4:], // base64 skips newlines
+		parts[0] + "." + parts[1] + "." + parts[2][:4] + "=" + parts[2][4:],
 	} {
 		if _, err := login.ParseLinkToken(tok); !errors.Is(err, login.ErrLinkMalformed) {
 			t.Errorf("ParseLinkToken(%q) = %v, want ErrLinkMalformed", tok, err)
