@@ -252,7 +252,7 @@ func (r *runner) waiters(ctx context.Context, kind string, n int) (rep Report, e
 	rep.NoReady = sc.noReady.Load()
 	rep.Latency, rep.CallbackRTT = sc.events.percentiles(), sc.acks.percentiles()
 	rep.PollOK, rep.PollSlowDown, rep.PollErrors = polls.ok.Load(), polls.slow.Load(), polls.errs.Load()
-	rep.ServerWarns = srv.warnings.Load()
+	rep.ServerWarns = srv.warnings()
 	if e, ok := sc.lastErr.Load().(string); ok {
 		rep.LastErr = e
 	}
@@ -350,7 +350,7 @@ func (r *runner) poll(ctx context.Context, scenes int) (rep Report, err error) {
 	}
 	res := closedLoop(ctx, hc, q, r.o.Conns, r.o.Duration)
 	rep.CleanStop = srv.stop(15*time.Second) == nil
-	rep.ServerWarns = srv.warnings.Load()
+	rep.ServerWarns = srv.warnings()
 	fillLoop(&rep, res)
 	return rep, nil
 }

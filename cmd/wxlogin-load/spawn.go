@@ -12,7 +12,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -22,75 +21,80 @@ import (
 type server struct {
 	URL  string // http://127.0.0.1:PORT
 	Addr string // 127.0.0.1:PORT
-	cmd  *exec.Cmd
-	done chan struct{}
-	// Log lines at WARN or ERROR level, counted from the child's output.
-	warnings atomic.Int64
-	lastWarn atomic.Value
+	cmd     *exec.Cmd
+	done    chan struct{}
+	logPath string
 }
 
 var listeningLine = regexp.MustCompile(`listening on (http://[0-9.:\[\]]+)`)
 
 // spawn starts a child that prints "… listening on http://ADDR" on stdout
-// and waits for that line.
+// and waits for that line. The child writes straight to its log file: a
+// pipe read by this tool would let a busy tool slow the server's logging
+// (and its request log holds a lock while it writes).
 func spawn(ctx context.Context, name string, args, env []string, logPath string) (*server, error) {
 	cmd := exec.Command(name, args...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlive the tool
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, fmt.Errorf("server log: %w", err)
 	}
-	cmd.Stderr = logf
+	defer logf.Close() // the child has its own descriptor
+	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
-		logf.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	s := &server{cmd: cmd, done: make(chan struct{})}
-	found := make(chan string, 1)
-	go func() {
-		defer logf.Close()
-		sc := bufio.NewScanner(out)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			fmt.Fprintln(logf, line)
-			if m := listeningLine.FindStringSubmatch(line); m != nil {
-				select {
-				case found <- m[1]:
-				default:
-				}
-			}
-			if (strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR")) &&
-				!strings.Contains(line, "DEMO MODE") {
-				s.warnings.Add(1)
-				s.lastWarn.Store(line)
-			}
-		}
-		_, _ = io.Copy(io.Discard, out)
-	}()
+	s := &server{cmd: cmd, done: make(chan struct{}), logPath: logPath}
 	go func() {
 		_ = cmd.Wait()
 		close(s.done)
 	}()
-	select {
-	case u := <-found:
-		s.URL = u
-		s.Addr = strings.TrimPrefix(u, "http://")
-		return s, nil
-	case <-s.done:
-		return nil, fmt.Errorf("%s exited before listening; see %s", name, logPath)
-	case <-time.After(60 * time.Second):
-		s.kill()
-		return nil, fmt.Errorf("%s did not print its listening line within 60 s; see %s", name, logPath)
-	case <-ctx.Done():
-		s.kill()
-		return nil, ctx.Err()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		b, _ := os.ReadFile(logPath)
+		if m := listeningLine.FindSubmatch(b); m != nil {
+			s.URL = string(m[1])
+			s.Addr = strings.TrimPrefix(s.URL, "http://")
+			return s, nil
+		}
+		select {
+		case <-s.done:
+			return nil, fmt.Errorf("%s exited before listening; see %s", name, logPath)
+		case <-ctx.Done():
+			s.kill()
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			s.kill()
+			return nil, fmt.Errorf("%s did not print its listening line within 60 s; see %s", name, logPath)
+		}
 	}
+}
+
+// warnings counts the server's log lines at WARN or ERROR level, except
+// demo mode's own announcement.
+func (s *server) warnings() int64 {
+	if s.logPath == "" {
+		return 0
+	}
+	f, err := os.Open(s.logPath)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	var n int64
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if (strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR")) &&
+			!strings.Contains(line, "DEMO MODE") {
+			n++
+		}
+	}
+	return n
 }
 
 // remote is a server given by URL: no /proc figures.
