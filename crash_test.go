@@ -1,0 +1,778 @@
+package main
+
+// Crash safety: the real binary as a child process, logins running from many
+// clients, the process killed at random moments and restarted on the same
+// database file. Every login a client saw confirmed must be counted exactly
+// once, scenes still pending must survive, and bbolt must pass its
+// consistency check at the end.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"wxlogin/storage"
+	"wxlogin/wechat"
+)
+
+// crashToken is the callback token the child runs with: the test plays
+// WeChat and signs its callbacks with it.
+const crashToken = "crash-test-callback-token"
+
+// buildWxlogin builds the binary as an operator would (static, no cgo).
+func buildWxlogin(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "wxlogin")
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	cmd := exec.Command(goTool, "build", "-o", bin, ".")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// freeLoopbackAddr finds a port for the child. The same address is used for
+// every restart, as behind a real balancer: clients reconnect to it.
+func freeLoopbackAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// childService runs the binary, one process at a time, on one database.
+type childService struct {
+	t    *testing.T
+	bin  string
+	addr string
+	db   string
+	env  []string
+	URL  string
+
+	mu   sync.Mutex
+	proc *childProc
+	logs *tailLog
+}
+
+type childProc struct {
+	cmd    *exec.Cmd
+	exited chan struct{}
+	err    error // from Wait, once exited is closed
+}
+
+func newChildService(t *testing.T, bin string, env map[string]string) *childService {
+	addr := freeLoopbackAddr(t)
+	cs := &childService{
+		t: t, bin: bin, addr: addr,
+		db:   filepath.Join(t.TempDir(), "wxlogin.db"),
+		URL:  "http://" + addr,
+		logs: &tailLog{max: 400},
+	}
+	full := map[string]string{
+		"WXLOGIN_ADDR":               addr,
+		"WXLOGIN_DB":                 cs.db,
+		"WECHAT_TOKEN":               crashToken,
+		"WXLOGIN_SCENE_RATE":         "0", // every client comes from 127.0.0.1
+		"WXLOGIN_MAX_STREAMS_PER_IP": "0",
+		"WXLOGIN_LOG_FORMAT":         "json",
+		"WXLOGIN_SHUTDOWN_GRACE":     "5s",
+	}
+	for k, v := range env {
+		full[k] = v
+	}
+	for k, v := range full {
+		cs.env = append(cs.env, k+"="+v)
+	}
+	t.Cleanup(func() {
+		cs.mu.Lock()
+		p := cs.proc
+		cs.mu.Unlock()
+		if p != nil {
+			_ = p.cmd.Process.Kill()
+			<-p.exited
+		}
+		if t.Failed() {
+			t.Logf("last lines of the service's output:\n%s", cs.logs.String())
+		}
+	})
+	return cs
+}
+
+// start runs a new process and waits until it listens.
+func (cs *childService) start() {
+	cs.t.Helper()
+	cmd := exec.Command(cs.bin)
+	cmd.Env = cs.env
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		cs.t.Fatal(err)
+	}
+	cmd.Stderr = cs.logs
+	if err := cmd.Start(); err != nil {
+		cs.t.Fatalf("start wxlogin: %v", err)
+	}
+	p := &childProc{cmd: cmd, exited: make(chan struct{})}
+	listening := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		once := sync.Once{}
+		for sc.Scan() {
+			line := sc.Text()
+			cs.logs.add(line)
+			if strings.HasPrefix(line, "wxlogin listening on ") {
+				once.Do(func() { close(listening) })
+			}
+		}
+		_, _ = io.Copy(io.Discard, stdout)
+		p.err = cmd.Wait()
+		close(p.exited)
+	}()
+	cs.mu.Lock()
+	cs.proc = p
+	cs.mu.Unlock()
+	select {
+	case <-listening:
+	case <-p.exited:
+		cs.t.Fatalf("wxlogin exited at start: %v\n%s", p.err, cs.logs.String())
+	case <-time.After(15 * time.Second):
+		cs.t.Fatalf("wxlogin did not listen within 15 s\n%s", cs.logs.String())
+	}
+}
+
+// stop sends sig and waits for the process to end; it returns the exit
+// code (-1 when killed by a signal) and how long the exit took.
+func (cs *childService) stop(sig os.Signal) (int, time.Duration) {
+	cs.t.Helper()
+	start := time.Now()
+	cs.signal(sig)
+	code := cs.wait()
+	return code, time.Since(start)
+}
+
+// signal sends sig to the running process.
+func (cs *childService) signal(sig os.Signal) {
+	cs.t.Helper()
+	cs.mu.Lock()
+	p := cs.proc
+	cs.mu.Unlock()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		cs.t.Fatalf("signal %v: %v", sig, err)
+	}
+}
+
+// wait waits for the running process to exit and returns its exit code.
+func (cs *childService) wait() int {
+	cs.t.Helper()
+	cs.mu.Lock()
+	p := cs.proc
+	cs.proc = nil
+	cs.mu.Unlock()
+	select {
+	case <-p.exited:
+	case <-time.After(30 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+		cs.t.Fatalf("wxlogin did not exit within 30 s")
+	}
+	return p.cmd.ProcessState.ExitCode()
+}
+
+// logsContain reports whether any output line so far contains s.
+func (cs *childService) logsContain(s string) bool { return strings.Contains(cs.logs.String(), s) }
+
+// tailLog keeps the last lines of a process's output.
+type tailLog struct {
+	mu    sync.Mutex
+	max   int
+	lines []string
+	part  []byte
+}
+
+func (l *tailLog) add(line string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, line)
+	if len(l.lines) > l.max {
+		l.lines = l.lines[len(l.lines)-l.max:]
+	}
+}
+
+func (l *tailLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	l.part = append(l.part, p...)
+	var done []string
+	for {
+		i := bytes.IndexByte(l.part, '\n')
+		if i < 0 {
+			break
+		}
+		done = append(done, string(l.part[:i]))
+		l.part = l.part[i+1:]
+	}
+	l.mu.Unlock()
+	for _, line := range done {
+		l.add(line)
+	}
+	return len(p), nil
+}
+
+func (l *tailLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines, "\n")
+}
+
+// TestCrashSafety kills the running service at random moments, restarts it
+// on the same file, and checks that nothing a client saw was lost or
+// doubled. With SIGTERM it checks that the graceful path loses nothing and
+// exits 0 within the grace time.
+func TestCrashSafety(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts and kills the real binary many times (about a minute)")
+	}
+	bin := buildWxlogin(t)
+	t.Run("SIGKILL", func(t *testing.T) { crashRun(t, bin, syscall.SIGKILL, 12) })
+	t.Run("SIGTERM", func(t *testing.T) { crashRun(t, bin, syscall.SIGTERM, 5) })
+}
+
+func crashRun(t *testing.T, bin string, sig syscall.Signal, rounds int) {
+	seed := uint64(time.Now().UnixNano())
+	rng := rand.New(rand.NewPCG(seed, seed>>7))
+	t.Logf("seed %d", seed)
+	cs := newChildService(t, bin, nil)
+	cs.start()
+
+	const clients = 12
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	stopClients := make(chan struct{})
+	all := make([]*loginClient, clients)
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for i := range all {
+		c := newLoginClient(cs.URL, i, i%2 == 0, seed+uint64(i))
+		all[i] = c
+		wg.Go(func() {
+			if err := c.run(ctx, stopClients); err != nil {
+				errs <- fmt.Errorf("client %d (%s): %w", i, c.mode(), err)
+				cancel()
+			}
+		})
+	}
+
+	grace := 5 * time.Second
+	for round := range rounds {
+		select {
+		case <-time.After(time.Duration(200+rng.IntN(1300)) * time.Millisecond):
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		code, took := cs.stop(sig)
+		switch {
+		case sig == syscall.SIGKILL && code != -1:
+			t.Errorf("round %d: exit code %d after SIGKILL", round, code)
+		case sig == syscall.SIGTERM && code != 0:
+			t.Errorf("round %d: exit code %d after SIGTERM, want 0", round, code)
+		case sig == syscall.SIGTERM && took > grace:
+			t.Errorf("round %d: SIGTERM took %s, longer than the %s grace", round, took, grace)
+		}
+		// Restart at once or after a short outage.
+		if rng.IntN(2) == 0 {
+			time.Sleep(time.Duration(rng.IntN(300)) * time.Millisecond)
+		}
+		cs.start()
+	}
+
+	// Let every client finish the login it is in, with the service up.
+	close(stopClients)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if t.Failed() {
+		return
+	}
+
+	// What clients saw against what the service says, over HTTP.
+	var logins, pendingSurvived, refused, unanswered, exchangesLost, streamsRetried, streamsCut int
+	for _, c := range all {
+		logins += c.confirmed
+		pendingSurvived += c.pendingSurvived
+		refused += c.callbacksRefused
+		unanswered += c.callbacksUnanswered
+		exchangesLost += c.exchangesLost
+		streamsRetried += int(c.streamsRetried.Load())
+		streamsCut += int(c.streamsCut.Load())
+		c.check(t)
+	}
+	t.Logf("%s ×%d: %d logins by %d clients; %d scenes pending across a restart completed; "+
+		"callbacks resent as WeChat would: %d refused, %d sent but unanswered; exchange answers lost: %d; "+
+		"streams ended by a retry hint: %d, cut: %d",
+		sig, rounds, logins, clients, pendingSurvived, refused, unanswered, exchangesLost, streamsRetried, streamsCut)
+	if logins < clients {
+		t.Errorf("only %d logins: the clients barely ran", logins)
+	}
+	if pendingSurvived == 0 {
+		t.Errorf("no scene was pending across a restart: the test did not test that")
+	}
+	if sig == syscall.SIGTERM && streamsCut > 0 {
+		t.Errorf("%d streams were cut without a retry hint on a graceful shutdown", streamsCut)
+	}
+
+	code, took := cs.stop(syscall.SIGTERM)
+	if code != 0 || took > grace {
+		t.Errorf("final SIGTERM: exit %d after %s", code, took)
+	}
+	checkDatabase(t, cs.db, all)
+}
+
+// checkDatabase opens the file the way the service does and checks bbolt's
+// consistency and every client's login count.
+func checkDatabase(t *testing.T, path string, clients []*loginClient) {
+	t.Helper()
+	store, err := storage.OpenBolt(path)
+	if err != nil {
+		t.Fatalf("reopen the database: %v", err)
+	}
+	defer store.Close()
+	if err := store.DB().View(checkTx); err != nil {
+		t.Errorf("bbolt consistency check: %v", err)
+	}
+	for _, c := range clients {
+		u, err := store.User(context.Background(), c.openID)
+		switch {
+		case c.confirmed == 0 && err == nil:
+			t.Errorf("%s: a user with %d logins, but the client saw none", c.openID, u.LoginCount)
+		case c.confirmed == 0:
+		case err != nil:
+			t.Errorf("%s: %v", c.openID, err)
+		case u.LoginCount != int64(c.confirmed):
+			t.Errorf("%s: %d logins on disk, the client saw %d confirmed", c.openID, u.LoginCount, c.confirmed)
+		}
+	}
+}
+
+// checkTx is bbolt's consistency check as a View function.
+func checkTx(tx *bolt.Tx) error {
+	var errs []error
+	for err := range tx.Check() {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// loginClient logs one WeChat user in again and again, as a browser (SSE)
+// or an app (long-polling), and also plays WeChat for its own scans.
+type loginClient struct {
+	base   string
+	openID string
+	sse    bool
+	rng    *rand.Rand
+	hc     *http.Client
+	sim    *wechat.Simulator
+
+	confirmed       int     // scenes this client saw confirmed
+	replies         []int64 // the "第 n 次" of each confirmed scan's reply
+	exchanged       []int64 // login_count returned by each successful exchange
+	token           string  // the latest session token
+	pendingSurvived int     // scenes seen pending, then a broken connection, then confirmed
+
+	// What crashes did to requests, for the report.
+	callbacksRefused    int // the service was down: nothing reached it
+	callbacksUnanswered int // sent, and no answer came (the reply, or the scan, was lost)
+	exchangesLost       int // the exchange went through but its answer was lost
+
+	streamsRetried atomic.Int32 // streams that ended with a retry hint and no status
+	streamsCut     atomic.Int32 // streams that broke without one
+}
+
+func newLoginClient(base string, i int, sse bool, seed uint64) *loginClient {
+	// No keep-alive: a request on a connection the dying server already
+	// closed would fail before it was sent, which says nothing.
+	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	return &loginClient{
+		base:   base,
+		openID: fmt.Sprintf("oCrash_client_%02d_00000000000", i),
+		sse:    sse,
+		rng:    rand.New(rand.NewPCG(seed, 99)),
+		hc:     hc,
+		// WeChat waits 5 s for an answer.
+		sim: &wechat.Simulator{URL: base + "/wechat/callback", Token: crashToken,
+			Client: &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}},
+	}
+}
+
+func (c *loginClient) mode() string {
+	if c.sse {
+		return "sse"
+	}
+	return "poll"
+}
+
+// run logs in until stop is closed, finishing the login it is in.
+func (c *loginClient) run(ctx context.Context, stop <-chan struct{}) error {
+	for n := 0; ; n++ {
+		select {
+		case <-stop:
+			return nil
+		default:
+		}
+		if err := c.loginOnce(ctx, n == 0); err != nil {
+			return err
+		}
+	}
+}
+
+// retryable is an error a client retries: the service is down or restarting.
+func retryable(err error) bool {
+	return err != nil && !errors.Is(err, errFatal) && !errors.Is(err, context.Canceled) &&
+		!errors.Is(err, context.DeadlineExceeded)
+}
+
+var errFatal = errors.New("not retryable")
+
+func (c *loginClient) loginOnce(ctx context.Context, firstFollow bool) error {
+	sc, err := c.createScene(ctx)
+	if err != nil {
+		return err
+	}
+	ready := make(chan struct{})
+	type result struct {
+		code string
+		err  error
+	}
+	waited := make(chan result, 1)
+	go func() {
+		var code string
+		var err error
+		if c.sse {
+			code, err = c.waitStream(ctx, sc, ready)
+		} else {
+			close(ready) // a long-poll wakes on the change whenever it comes
+			code, err = c.waitPoll(ctx, sc)
+		}
+		waited <- result{code, err}
+	}()
+	select {
+	case <-ready:
+	case r := <-waited:
+		return fmt.Errorf("scene %s ended before the scan: %v", sc.SceneID, r.err)
+	}
+	// The person takes a moment to scan.
+	time.Sleep(time.Duration(c.rng.IntN(600)) * time.Millisecond)
+	if err := c.scan(ctx, sc.SceneID, firstFollow); err != nil {
+		return err
+	}
+	r := <-waited
+	if r.err != nil {
+		return r.err
+	}
+	c.confirmed++
+	return c.exchange(ctx, sc, r.code)
+}
+
+func (c *loginClient) createScene(ctx context.Context) (sceneInfo, error) {
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/api/v1/login/scenes", nil)
+		resp, err := c.hc.Do(req)
+		if ctx.Err() != nil {
+			return sceneInfo{}, ctx.Err()
+		}
+		if err == nil {
+			var sc sceneInfo
+			err = json.NewDecoder(resp.Body).Decode(&sc)
+			resp.Body.Close()
+			switch {
+			case resp.StatusCode == http.StatusCreated && err == nil:
+				return sc, nil
+			case resp.StatusCode != http.StatusServiceUnavailable:
+				return sceneInfo{}, fmt.Errorf("create scene: %d", resp.StatusCode)
+			}
+		}
+		pause(ctx, 50*time.Millisecond)
+	}
+}
+
+// scan plays WeChat: it posts the scan and, when no answer comes (the
+// process died with the request in flight), sends the very same message
+// again until one does. The reply says which login of this user it was.
+func (c *loginClient) scan(ctx context.Context, sceneID string, firstFollow bool) error {
+	ev := wechat.ScanEvent(sceneID, c.openID, firstFollow, time.Now())
+	for {
+		r, err := c.sim.Send(ctx, ev)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		switch {
+		case err == nil && r.Status == http.StatusOK:
+			n, ok := loginNumber(r.Text)
+			if !ok {
+				return fmt.Errorf("scan of %s: reply %q", sceneID, r.Text)
+			}
+			c.replies = append(c.replies, n)
+			return nil
+		case err == nil && r.Status != http.StatusServiceUnavailable:
+			return fmt.Errorf("scan of %s: %d %q", sceneID, r.Status, r.Body)
+		}
+		switch {
+		case err != nil && errors.Is(err, syscall.ECONNREFUSED):
+			c.callbacksRefused++
+		case err != nil:
+			c.callbacksUnanswered++
+		}
+		pause(ctx, 100*time.Millisecond)
+	}
+}
+
+var loginNumberPattern = regexp.MustCompile(`第 (\d+) 次`)
+
+func loginNumber(reply string) (int64, bool) {
+	m := loginNumberPattern.FindStringSubmatch(reply)
+	if m == nil {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(m[1], 10, 64)
+	return n, err == nil
+}
+
+// waitStream follows the scene's SSE stream, reconnecting with
+// Last-Event-ID as EventSource does, until it sees confirmed.
+func (c *loginClient) waitStream(ctx context.Context, sc sceneInfo, ready chan struct{}) (string, error) {
+	lastID := ""
+	pendingThenBroken := false // a connection ended while the scene was pending
+	for {
+		code, status, id, err := c.readStream(ctx, sc, lastID)
+		if id != "" {
+			lastID = id
+		}
+		if status == "pending" && ready != nil {
+			close(ready)
+			ready = nil
+		}
+		switch {
+		case status == "confirmed":
+			if pendingThenBroken {
+				c.pendingSurvived++
+			}
+			return code, nil
+		case status != "" && status != "pending":
+			return "", fmt.Errorf("scene %s: stream ended with %s: %w", sc.SceneID, status, errFatal)
+		case !retryable(err):
+			return "", err
+		}
+		pendingThenBroken = pendingThenBroken || status == "pending"
+		pause(ctx, 50*time.Millisecond)
+	}
+}
+
+// readStream reads one connection until confirmed or its end, and returns
+// the last status with its code and event id. A connection that ends
+// without confirmed returns an error, and is counted: ended by a final
+// retry hint (a graceful shutdown) or cut.
+func (c *loginClient) readStream(ctx context.Context, sc sceneInfo, lastID string) (code, status, id string, err error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/api/v1/login/scenes/"+sc.SceneID+"/events", nil)
+	req.Header.Set("Authorization", "Bearer "+sc.Secret)
+	req.Header.Set("Accept", "text/event-stream")
+	if lastID != "" {
+		req.Header.Set("Last-Event-ID", lastID)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return "", "", "", err
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusServiceUnavailable:
+		return "", "", "", errors.New("503: shutting down or starting")
+	default:
+		return "", "", "", fmt.Errorf("scene %s: stream answered %d: %w", sc.SceneID, resp.StatusCode, errFatal)
+	}
+	br := bufio.NewReader(resp.Body)
+	var ev sseEvent
+	var endedByRetry bool
+	for {
+		line, rerr := br.ReadString('\n')
+		if rerr != nil {
+			if endedByRetry && rerr == io.EOF {
+				c.streamsRetried.Add(1)
+				return code, status, id, errors.New("stream ended with a retry hint")
+			}
+			if ctx.Err() == nil {
+				c.streamsCut.Add(1)
+			}
+			return code, status, id, fmt.Errorf("stream cut: %w", rerr)
+		}
+		line = strings.TrimSuffix(line, "\n")
+		switch {
+		case line == "" && ev.Data != "":
+			status, id = ev.Event, ev.ID
+			var v struct{ Code string }
+			_ = json.Unmarshal([]byte(ev.Data), &v)
+			code = v.Code
+			endedByRetry = false
+			if status == "confirmed" {
+				return code, status, id, nil
+			}
+			ev = sseEvent{}
+		case line == "":
+			endedByRetry = ev.Retry != "" // a bare retry hint: the shutdown's last word
+			ev = sseEvent{}
+		case strings.HasPrefix(line, "id: "):
+			ev.ID = line[4:]
+		case strings.HasPrefix(line, "event: "):
+			ev.Event = line[7:]
+		case strings.HasPrefix(line, "data: "):
+			ev.Data = line[6:]
+		case strings.HasPrefix(line, "retry: "):
+			ev.Retry = line[7:]
+		}
+	}
+}
+
+// waitPoll long-polls until the scene is confirmed, keeping the interval.
+func (c *loginClient) waitPoll(ctx context.Context, sc sceneInfo) (string, error) {
+	sawPending, pendingThenBroken := false, false
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/api/v1/login/scenes/"+sc.SceneID+"?wait=10", nil)
+		req.Header.Set("Authorization", "Bearer "+sc.Secret)
+		resp, err := c.hc.Do(req)
+		if ctx.Err() != nil {
+			return "", ctx.Err()
+		}
+		if err != nil {
+			pendingThenBroken = pendingThenBroken || sawPending
+			pause(ctx, 50*time.Millisecond)
+			continue
+		}
+		var v viewBody
+		derr := json.NewDecoder(resp.Body).Decode(&v)
+		resp.Body.Close()
+		switch {
+		case resp.StatusCode == http.StatusTooManyRequests:
+			secs, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
+			pause(ctx, time.Duration(max(secs, 1))*time.Second)
+			continue
+		case resp.StatusCode == http.StatusServiceUnavailable:
+			pendingThenBroken = pendingThenBroken || sawPending
+			pause(ctx, 50*time.Millisecond)
+			continue
+		case resp.StatusCode != http.StatusOK || derr != nil:
+			return "", fmt.Errorf("poll %s: %d %v", sc.SceneID, resp.StatusCode, derr)
+		case v.Status == "confirmed":
+			if pendingThenBroken {
+				c.pendingSurvived++
+			}
+			return v.Code, nil
+		case v.Status != "pending":
+			return "", fmt.Errorf("poll %s: status %s", sc.SceneID, v.Status)
+		}
+		sawPending = true
+		pause(ctx, time.Duration(v.Interval)*time.Second)
+	}
+}
+
+// exchange turns the code into a session. When the answer was lost in a
+// crash the retry finds the code used: that login still counts once.
+func (c *loginClient) exchange(ctx context.Context, sc sceneInfo, code string) error {
+	body := fmt.Sprintf(`{"scene_id":%q,"code":%q}`, sc.SceneID, code)
+	for attempt := 0; ; attempt++ {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/api/v1/login/token", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+sc.Secret)
+		resp, err := c.hc.Do(req)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			pause(ctx, 50*time.Millisecond)
+			continue
+		}
+		var tok tokenBody
+		derr := json.NewDecoder(resp.Body).Decode(&tok)
+		resp.Body.Close()
+		switch {
+		case resp.StatusCode == http.StatusOK && derr == nil:
+			c.token = tok.AccessToken
+			c.exchanged = append(c.exchanged, tok.User.LoginCount)
+			return nil
+		case resp.StatusCode == http.StatusConflict && attempt > 0:
+			c.exchangesLost++
+			return nil // our first attempt went through; its answer was lost
+		case resp.StatusCode == http.StatusServiceUnavailable:
+			pause(ctx, 50*time.Millisecond)
+		default:
+			return fmt.Errorf("exchange %s: %d", sc.SceneID, resp.StatusCode)
+		}
+	}
+}
+
+// check compares what the client saw with what the service reports.
+func (c *loginClient) check(t *testing.T) {
+	t.Helper()
+	replies := slices.Clone(c.replies)
+	slices.Sort(replies)
+	for i, n := range replies {
+		if n != int64(i+1) {
+			t.Errorf("%s: the replies numbered its logins %v; want 1…%d once each", c.openID, c.replies, c.confirmed)
+			break
+		}
+	}
+	if len(replies) != c.confirmed {
+		t.Errorf("%s: %d replies for %d confirmed scenes", c.openID, len(replies), c.confirmed)
+	}
+	for _, n := range c.exchanged {
+		if !slices.Contains(c.replies, n) {
+			t.Errorf("%s: an exchange reported login %d, which no reply announced", c.openID, n)
+		}
+	}
+	if c.token == "" {
+		return
+	}
+	var u userBody
+	resp := apiCall(t, http.MethodGet, c.base+"/api/v1/me", c.token, nil, &u)
+	if resp.StatusCode != http.StatusOK || u.LoginCount != int64(c.confirmed) {
+		t.Errorf("%s: /me answered %d with login_count %d; the client saw %d confirmed",
+			c.openID, resp.StatusCode, u.LoginCount, c.confirmed)
+	}
+}
+
+func pause(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}

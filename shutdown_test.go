@@ -1,0 +1,263 @@
+package main
+
+// Graceful shutdown of the real binary on SIGTERM: it stops accepting, ends
+// every stream with a final retry hint, answers long-polls, lets an
+// in-flight callback finish, closes bbolt, and exits 0 within the grace time.
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"wxlogin/storage"
+	"wxlogin/wechat"
+)
+
+func TestGracefulShutdown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the real binary")
+	}
+	bin := buildWxlogin(t)
+	t.Run("loses nothing", func(t *testing.T) { shutdownLosesNothing(t, bin) })
+	t.Run("grace bounds stuck requests", func(t *testing.T) { shutdownGraceBoundsStuckRequests(t, bin) })
+}
+
+// shutdownLosesNothing: streams, a long-poll and a callback in flight at
+// SIGTERM; the pending scenes carry on in the next process.
+func shutdownLosesNothing(t *testing.T, bin string) {
+	const grace = 5 * time.Second
+	cs := newChildService(t, bin, map[string]string{"WXLOGIN_SHUTDOWN_GRACE": grace.String()})
+	cs.start()
+
+	// Two browsers streaming, one app long-polling, all pending.
+	var streams []*sseStream
+	var pendingScenes []sceneInfo
+	for range 2 {
+		sc := createScene(t, cs.URL)
+		st, resp := openStream(t, cs.URL, sc.SceneID, sc.Secret, "")
+		if st == nil {
+			t.Fatalf("open stream: %d", resp.StatusCode)
+		}
+		if ev := st.Next(t, 5*time.Second); ev.Event != "pending" {
+			t.Fatalf("first event %+v", ev)
+		}
+		streams = append(streams, st)
+		pendingScenes = append(pendingScenes, sc)
+	}
+	polled := createScene(t, cs.URL)
+	pendingScenes = append(pendingScenes, polled)
+	pollDone := make(chan string, 1)
+	go func() {
+		var v viewBody
+		resp := apiCall(t, http.MethodGet, cs.URL+"/api/v1/login/scenes/"+polled.SceneID+"?wait=30", polled.Secret, nil, &v)
+		pollDone <- fmt.Sprintf("%d %s", resp.StatusCode, v.Status)
+	}()
+
+	// WeChat is in the middle of sending a scan: headers and half the body.
+	scanned := createScene(t, cs.URL)
+	const openID = "oShutdown_inflight_000000001"
+	cb := startSlowCallback(t, cs, scanned.SceneID, openID)
+	time.Sleep(200 * time.Millisecond) // the long-poll and the callback are in the server
+
+	cs.signal(syscall.SIGTERM)
+	start := time.Now()
+	waitUntil(t, 5*time.Second, "the shutdown to begin", func() bool { return cs.logsContain(`"msg":"shutting down"`) })
+
+	// Every stream gets a final retry hint, then ends.
+	for i, st := range streams {
+		ev := st.NextAny(t, 3*time.Second)
+		if ev.Data != "" || ev.Retry == "" {
+			t.Errorf("stream %d: last event %+v, want a bare retry hint", i, ev)
+		}
+		st.WaitClosed(t, 3*time.Second)
+	}
+	// The long-poll answers now with the current status.
+	select {
+	case got := <-pollDone:
+		if got != "200 pending" {
+			t.Errorf("long-poll answered %q, want 200 pending", got)
+		}
+	case <-time.After(3 * time.Second):
+		t.Error("the long-poll was not answered at shutdown")
+	}
+	// Nothing new is accepted.
+	if c, err := net.DialTimeout("tcp", cs.addr, time.Second); err == nil {
+		c.Close()
+		t.Error("the listener still accepts connections during shutdown")
+	} else if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Logf("dial during shutdown: %v", err)
+	}
+	// The callback in flight finishes, with the login committed and counted.
+	reply := cb.finish(t)
+	if reply.Status != http.StatusOK || !strings.Contains(reply.Text, "第 1 次") {
+		t.Errorf("in-flight callback answered %d %q, want the first-login reply", reply.Status, reply.Text)
+	}
+
+	if code := cs.wait(); code != 0 {
+		t.Errorf("exit code %d, want 0", code)
+	}
+	if took := time.Since(start); took > grace {
+		t.Errorf("exit took %s, more than the %s grace", took, grace)
+	} else {
+		t.Logf("exited 0, %s after SIGTERM", took.Round(time.Millisecond))
+	}
+	if !cs.logsContain(`"msg":"stopped"`) {
+		t.Error("no \"stopped\" log line")
+	}
+
+	// bbolt was closed: the lock is free, the file is consistent, the
+	// login is there and the pending scenes are still pending.
+	store := reopenChecked(t, cs.db)
+	u, err := store.User(context.Background(), openID)
+	if err != nil || u.LoginCount != 1 {
+		t.Errorf("user after shutdown: %+v %v", u, err)
+	}
+	for _, sc := range pendingScenes {
+		s, err := store.Scene(context.Background(), sc.SceneID)
+		if err != nil || s.Status != "pending" {
+			t.Errorf("scene %s after shutdown: %+v %v", sc.SceneID, s, err)
+		}
+	}
+	store.Close()
+
+	// And a new process carries on: a pending stream reconnects and completes.
+	cs.start()
+	sc := pendingScenes[0]
+	st, resp := openStream(t, cs.URL, sc.SceneID, sc.Secret, "1")
+	if st == nil {
+		t.Fatalf("reconnect after restart: %d", resp.StatusCode)
+	}
+	if ev := st.Next(t, 5*time.Second); ev.Event != "pending" {
+		t.Fatalf("after restart: %+v", ev)
+	}
+	sim := &wechat.Simulator{URL: cs.URL + "/wechat/callback", Token: crashToken}
+	if r, err := sim.Send(context.Background(), wechat.ScanEvent(sc.SceneID, openID, false, time.Now())); err != nil || !strings.Contains(r.Text, "第 2 次") {
+		t.Fatalf("scan after restart: %+v %v", r, err)
+	}
+	if ev := st.Next(t, 5*time.Second); ev.Event != "confirmed" {
+		t.Fatalf("after the scan: %+v", ev)
+	}
+}
+
+// shutdownGraceBoundsStuckRequests: a request that never finishes (a
+// client that stopped sending its body) cannot hold the process past the
+// grace time; it still exits 0 and closes the database.
+func shutdownGraceBoundsStuckRequests(t *testing.T, bin string) {
+	const grace = time.Second
+	cs := newChildService(t, bin, map[string]string{"WXLOGIN_SHUTDOWN_GRACE": grace.String()})
+	cs.start()
+	sc := createScene(t, cs.URL)
+	startSlowCallback(t, cs, sc.SceneID, "oShutdown_stuck_0000000000001") // never finished
+	time.Sleep(200 * time.Millisecond)
+
+	start := time.Now()
+	cs.signal(syscall.SIGTERM)
+	code := cs.wait()
+	took := time.Since(start)
+	t.Logf("exit %d after %s with a request stuck", code, took.Round(time.Millisecond))
+	if code != 0 {
+		t.Errorf("exit code %d, want 0", code)
+	}
+	if took < grace || took > grace+3*time.Second {
+		t.Errorf("exit after %s; want the %s grace, then at once", took, grace)
+	}
+	if !cs.logsContain("requests still running at the end of the grace time") {
+		t.Error("the cut-off request is not logged")
+	}
+	reopenChecked(t, cs.db).Close()
+}
+
+// slowCallback is a signed WeChat callback sent over a raw connection, with
+// the body held back halfway.
+type slowCallback struct {
+	conn net.Conn
+	rest []byte
+	sim  *wechat.Simulator
+}
+
+func startSlowCallback(t *testing.T, cs *childService, sceneID, openID string) *slowCallback {
+	t.Helper()
+	sim := &wechat.Simulator{URL: cs.URL + "/wechat/callback", Token: crashToken}
+	req, err := sim.Request(context.Background(), wechat.ScanEvent(sceneID, openID, false, time.Now()), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(req.Body)
+	conn, err := net.Dial("tcp", cs.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	half := len(body) / 2
+	head := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: text/xml\r\nContent-Length: %d\r\nConnection: close\r\n\r\n",
+		req.URL.RequestURI(), cs.addr, len(body))
+	if _, err := conn.Write(append([]byte(head), body[:half]...)); err != nil {
+		t.Fatal(err)
+	}
+	return &slowCallback{conn: conn, rest: body[half:], sim: sim}
+}
+
+// finish sends the rest of the body and reads WeChat's answer.
+func (s *slowCallback) finish(t *testing.T) wechat.Reply {
+	t.Helper()
+	_ = s.conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := s.conn.Write(s.rest); err != nil {
+		t.Fatalf("finish the callback body: %v", err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(s.conn), nil)
+	if err != nil {
+		t.Fatalf("read the callback's answer: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	// A plain-mode reply is XML with the text inside; the raw body will do.
+	return wechat.Reply{Status: resp.StatusCode, Body: string(b), Text: string(b)}
+}
+
+// reopenChecked opens the database as the service does (failing fast if
+// the file is still locked) and runs bbolt's consistency check.
+func reopenChecked(t *testing.T, path string) *storage.Bolt {
+	t.Helper()
+	store, err := storage.OpenBolt(path)
+	if err != nil {
+		t.Fatalf("reopen the database: %v", err)
+	}
+	if err := store.DB().View(checkTx); err != nil {
+		t.Errorf("bbolt consistency check: %v", err)
+	}
+	return store
+}
+
+func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// NextAny returns the next event, bare retry hints included (Next skips them).
+func (s *sseStream) NextAny(t testing.TB, timeout time.Duration) sseEvent {
+	t.Helper()
+	select {
+	case ev, ok := <-s.events:
+		if !ok {
+			t.Fatalf("stream ended while waiting for an event")
+		}
+		return ev
+	case <-time.After(timeout):
+		t.Fatalf("no event within %s", timeout)
+	}
+	return sseEvent{}
+}
