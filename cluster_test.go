@@ -554,3 +554,50 @@ func waitNumSub(t *testing.T, redisURL, channel string, n int64) {
 		return err == nil && m[channel] >= n
 	})
 }
+
+// TestClusterRedisStall: Redis stops answering without closing connections
+// (CLIENT PAUSE on the test's own server) while WeChat's callback is being
+// handled. The callback is not acknowledged with a login it did not commit,
+// /readyz says 503, and once Redis answers again WeChat's retry on another
+// instance settles the login exactly once.
+func TestClusterRedisStall(t *testing.T) {
+	rs := startRedisServer(t)
+	prefix := newClusterPrefix(t, rs.url())
+	nodes := startCluster(t, 2, rs.url(), prefix, nil)
+	a, b := nodes[0], nodes[1]
+	ctx := context.Background()
+	sc := createScene(t, a.URL)
+
+	opt, _ := redis.ParseURL(rs.url())
+	admin := redis.NewClient(opt)
+	defer admin.Close()
+	const pause = 4 * time.Second // longer than the 2 s Redis timeouts
+	if err := admin.Do(ctx, "CLIENT", "PAUSE", pause.Milliseconds(), "ALL").Err(); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan int, 1)
+	go func() { ready <- apiCall(t, http.MethodGet, b.URL+"/readyz", "", nil, nil).StatusCode }()
+
+	scan := wechat.ScanEvent(sc.SceneID, "o-cluster-stall-00000000000", false, time.Now())
+	r, err := wechatAt(a).Send(ctx, scan)
+	if err == nil && r.Status == http.StatusOK && r.Text != "" && replyCount(t, r.Text) != 1 {
+		t.Fatalf("callback during the stall answered %+v", r)
+	}
+	t.Logf("callback during the stall: status %d, reply %q, err %v", r.Status, r.Text, err)
+	if code := <-ready; code != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz while Redis stalls: %d, want 503", code)
+	}
+
+	waitFor(t, 15*time.Second, "ready after the pause", func() bool {
+		return apiCall(t, http.MethodGet, b.URL+"/readyz", "", nil, nil).StatusCode == http.StatusOK
+	})
+	retry, err := wechatAt(b).Send(ctx, scan)
+	if err != nil || retry.Status != http.StatusOK || replyCount(t, retry.Text) != 1 {
+		t.Fatalf("WeChat's retry after the stall: %+v, %v; want login 1", retry, err)
+	}
+	v := pollScene(t, a.URL, sc)
+	_, body := exchange(t, a.URL, sc.SceneID, sc.Secret, v.Code)
+	if u, _ := body["user"].(map[string]any); u == nil || u["login_count"].(float64) != 1 {
+		t.Fatalf("exchange after the stall: %v, want login_count 1", body)
+	}
+}
