@@ -76,7 +76,10 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, self string) (*ap
 	} else {
 		wechat.UseTimeout(wechatTimeout)
 	}
-	if rdb != nil { // one access token for the cluster (stable_token: nobody invalidates another's)
+	// One access token for the cluster (stable_token: nobody invalidates
+	// another's). Not in demo mode: each process has its own stand-in, which
+	// knows only the tokens it issued.
+	if rdb != nil && !cfg.Demo() {
 		wcfg.Cache = wechat.NewRedisCache(rdb, cfg.RedisPrefix, log)
 	}
 	client := wechat.NewClient(wcfg, log)
