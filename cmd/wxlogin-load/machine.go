@@ -14,7 +14,8 @@ import (
 type Machine struct {
 	LoadStart string      `json:"loadavg_start"`
 	LoadEnd   string      `json:"loadavg_end"`
-	Fsync     Percentiles `json:"fdatasync"` // 4 KiB write + fdatasync in the database's directory
+	Fsync     Percentiles `json:"fdatasync"`        // 4 KiB rewrite + fdatasync in the database's directory
+	FsyncGrow Percentiles `json:"fdatasync_append"` // 4 KiB append + fdatasync: new blocks, an ext4 journal commit
 	ToolCPU   float64     `json:"tool_cpu_s"`
 }
 
@@ -32,7 +33,8 @@ func loadavg() string {
 
 // fsyncProbe times n small durable writes in dir: bbolt pays two of these
 // per commit, so they are the floor of a durable scan's latency.
-func fsyncProbe(dir string, n int) Percentiles {
+// With grow, each write extends the file, as a growing bbolt file does.
+func fsyncProbe(dir string, n int, grow bool) Percentiles {
 	var l latencies
 	f, err := os.CreateTemp(dir, "fsync-probe-")
 	if err != nil {
@@ -43,7 +45,11 @@ func fsyncProbe(dir string, n int) Percentiles {
 	buf := make([]byte, 4096)
 	for i := range n {
 		t0 := time.Now()
-		if _, err := f.WriteAt(buf, int64(i%16)*4096); err != nil {
+		off := int64(i%16) * 4096
+		if grow {
+			off = int64(i) * 4096
+		}
+		if _, err := f.WriteAt(buf, off); err != nil {
 			return Percentiles{}
 		}
 		if err := syscall.Fdatasync(int(f.Fd())); err != nil {
@@ -64,7 +70,8 @@ func toolCPU() float64 {
 
 // machineStart begins a run's record; finish completes it.
 func machineStart(dir string) (Machine, float64) {
-	m := Machine{LoadStart: loadavg(), Fsync: fsyncProbe(filepath.Clean(dir), 40)}
+	m := Machine{LoadStart: loadavg(), Fsync: fsyncProbe(filepath.Clean(dir), 40, false),
+		FsyncGrow: fsyncProbe(filepath.Clean(dir), 40, true)}
 	return m, toolCPU()
 }
 
@@ -74,6 +81,6 @@ func (m *Machine) finish(cpu0 float64) {
 }
 
 func (m Machine) String() string {
-	return fmt.Sprintf("machine: load average %s → %s; fdatasync p50 %.2f ms p99 %.2f ms; this tool used %.1f s CPU",
-		m.LoadStart, m.LoadEnd, m.Fsync.P50, m.Fsync.P99, m.ToolCPU)
+	return fmt.Sprintf("machine: load average %s → %s; fdatasync p50 %.2f ms p99 %.2f ms (appending: p50 %.2f ms p99 %.2f ms); this tool used %.1f s CPU",
+		m.LoadStart, m.LoadEnd, m.Fsync.P50, m.Fsync.P99, m.FsyncGrow.P50, m.FsyncGrow.P99, m.ToolCPU)
 }
