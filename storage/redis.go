@@ -196,7 +196,7 @@ func (r *Redis) updateRound(ctx context.Context, tx *redis.Tx, k login.Keys, fn 
 	if w.Scene == nil && w.User == nil && (w.Record == nil || k.DedupeKey == "") {
 		return nil // nothing to write; the read was consistent
 	}
-	enc, err := r.encodeWrite(k, old, w)
+	enc, err := r.encodeWrite(ctx, k, old, w)
 	if err != nil {
 		return err
 	}
@@ -210,14 +210,14 @@ func (r *Redis) updateRound(ctx context.Context, tx *redis.Tx, k login.Keys, fn 
 // encodeWrite turns a Write into commands, mirroring Bolt.applyWrite:
 // DeleteScene removes the scene that was read (and its index entry), a Scene
 // is stored and re-indexed at its NextCheck, a Record only with a DedupeKey.
-func (r *Redis) encodeWrite(k login.Keys, old *login.Scene, w login.Write) (func(redis.Pipeliner), error) {
+func (r *Redis) encodeWrite(ctx context.Context, k login.Keys, old *login.Scene, w login.Write) (func(redis.Pipeliner), error) {
 	var ops []func(redis.Pipeliner)
 	switch {
 	case w.DeleteScene && w.Scene != nil:
 		if old != nil {
 			ops = append(ops, func(p redis.Pipeliner) {
-				p.Del(context.Background(), r.sceneKey(old.ID))
-				p.ZRem(context.Background(), r.dueScenes(), old.ID)
+				p.Del(ctx, r.sceneKey(old.ID))
+				p.ZRem(ctx, r.dueScenes(), old.ID)
 			})
 		}
 	case w.Scene != nil:
@@ -228,10 +228,10 @@ func (r *Redis) encodeWrite(k login.Keys, old *login.Scene, w login.Write) (func
 		s := w.Scene
 		ops = append(ops, func(p redis.Pipeliner) {
 			if old != nil && old.ID != s.ID {
-				p.ZRem(context.Background(), r.dueScenes(), old.ID)
+				p.ZRem(ctx, r.dueScenes(), old.ID)
 			}
-			p.Set(context.Background(), r.sceneKey(s.ID), raw, keepFor(sceneKeep(s)))
-			p.ZAdd(context.Background(), r.dueScenes(), redis.Z{Score: score(s.NextCheck()), Member: s.ID})
+			p.Set(ctx, r.sceneKey(s.ID), raw, keepFor(sceneKeep(s)))
+			p.ZAdd(ctx, r.dueScenes(), redis.Z{Score: score(s.NextCheck()), Member: s.ID})
 		})
 	}
 	if w.User != nil {
@@ -240,7 +240,7 @@ func (r *Redis) encodeWrite(k login.Keys, old *login.Scene, w login.Write) (func
 			return nil, fmt.Errorf("encode user: %w", err)
 		}
 		key := r.userKey(w.User.OpenID)
-		ops = append(ops, func(p redis.Pipeliner) { p.Set(context.Background(), key, raw, 0) })
+		ops = append(ops, func(p redis.Pipeliner) { p.Set(ctx, key, raw, 0) })
 	}
 	if w.Record != nil && k.DedupeKey != "" {
 		raw, err := json.Marshal(w.Record)
@@ -249,8 +249,8 @@ func (r *Redis) encodeWrite(k login.Keys, old *login.Scene, w login.Write) (func
 		}
 		due := w.Record.HandledAt.Add(login.DedupeTTL)
 		ops = append(ops, func(p redis.Pipeliner) {
-			p.Set(context.Background(), r.recordKey(k.DedupeKey), raw, keepFor(due))
-			p.ZAdd(context.Background(), r.dueRecords(), redis.Z{Score: score(due), Member: k.DedupeKey})
+			p.Set(ctx, r.recordKey(k.DedupeKey), raw, keepFor(due))
+			p.ZAdd(ctx, r.dueRecords(), redis.Z{Score: score(due), Member: k.DedupeKey})
 		})
 	}
 	return func(p redis.Pipeliner) {
