@@ -79,7 +79,7 @@ func (cb *Callback) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	if !ValidSignature(cb.token, q.Get("timestamp"), q.Get("nonce"), q.Get("signature")) {
+	if !plausibleNonce(q.Get("nonce")) || !ValidSignature(cb.token, q.Get("timestamp"), q.Get("nonce"), q.Get("signature")) {
 		cb.observe("", ResultBadSignature)
 		http.Error(w, "bad signature", http.StatusForbidden)
 		return
@@ -300,6 +300,22 @@ func validMsgSignature(token, timestamp, nonce, signature string, body []byte, c
 	}
 	want := util.Signature(token, timestamp, nonce, env.EncryptedMsg)
 	return subtle.ConstantTimeCompare([]byte(want), []byte(signature)) == 1
+}
+
+// plausibleNonce reports whether a nonce is printable ASCII of sane length.
+// WeChat's nonces are digits; in safe mode the nonce is echoed in the signed
+// reply, and a control character there would not survive XML, leaving a
+// reply whose signature cannot verify (found by FuzzCallbackAES).
+func plausibleNonce(nonce string) bool {
+	if nonce == "" || len(nonce) > 128 {
+		return false
+	}
+	for i := 0; i < len(nonce); i++ {
+		if nonce[i] < 0x21 || nonce[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // Fresh reports whether a callback timestamp (Unix seconds) is within skew of now.
