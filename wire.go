@@ -45,7 +45,10 @@ func (a *app) close() {
 }
 
 // WeChat API calls must not hang a request: silenceper takes no context for
-// qrcode/create, so its HTTP client's timeout is the only bound.
+// qrcode/create, so its HTTP client's timeout is the only bound. 4 s: a
+// browser waits for this answer, WeChat's API normally answers in well under
+// a second, and a hung WeChat (tested at 5 s, its own callback budget) is cut
+// before then. wechat.Client caps how many calls wait at once.
 const wechatTimeout = 4 * time.Second
 
 // demoAppID is the stand-in Official Account of demo mode.

@@ -10,6 +10,7 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -169,13 +170,10 @@ func (s *countingStreams) Acquire(ip string) (func(), error) {
 func (s *countingStreams) Changed(sceneID string) (<-chan struct{}, func()) {
 	ch, stop := s.next.Changed(sceneID)
 	s.m.longPolls.Inc()
-	done := false
+	var once sync.Once
 	return ch, func() {
 		stop()
-		if !done { // stop is called once by the handler; guard anyway
-			done = true
-			s.m.longPolls.Dec()
-		}
+		once.Do(s.m.longPolls.Dec)
 	}
 }
 
