@@ -1,8 +1,9 @@
 package main
 
-// Graceful shutdown of the real binary on SIGTERM: it stops accepting, ends
-// every stream with a final retry hint, answers long-polls, lets an
-// in-flight callback finish, closes bbolt, and exits 0 within the grace time.
+// The service's life as operators see it. Graceful shutdown of the real
+// binary on SIGTERM: it stops accepting, ends every stream with a final retry
+// hint, answers long-polls, lets an in-flight callback finish, closes bbolt,
+// and exits 0 within the grace time. Readiness: storage, not WeChat.
 
 import (
 	"bufio"
@@ -260,4 +261,47 @@ func (s *sseStream) NextAny(t testing.TB, timeout time.Duration) sseEvent {
 		t.Fatalf("no event within %s", timeout)
 	}
 	return sseEvent{}
+}
+
+// TestReadinessIgnoresWeChat: WeChat's API failing makes scene creation
+// answer 503, but /readyz stays 200 (the specification: a WeChat outage must
+// not pull every instance out of the balancer); it shows in the metrics.
+func TestReadinessIgnoresWeChat(t *testing.T) {
+	srv := startTestServer(t, nil)
+	standIn := wechat.UseDemoStandIn(wechatTimeout) // the process-wide demo stand-in
+	standIn.SetFault(wechat.Fault{HTTPStatus: http.StatusInternalServerError})
+	t.Cleanup(func() { standIn.SetFault(wechat.Fault{}) })
+
+	var e errorBody
+	if r := apiCall(t, http.MethodPost, srv.URL+"/api/v1/login/scenes", "", nil, &e); r.StatusCode != http.StatusServiceUnavailable || e.Error != "wechat_unavailable" {
+		t.Fatalf("create with WeChat down: %d %+v", r.StatusCode, e)
+	}
+	if r := apiCall(t, http.MethodGet, srv.URL+"/readyz", "", nil, nil); r.StatusCode != http.StatusOK {
+		t.Errorf("/readyz with WeChat down: %d, want 200", r.StatusCode)
+	}
+	metrics := func() string {
+		r := apiCall(t, http.MethodGet, srv.URL+"/metrics", "", nil, nil)
+		b, _ := io.ReadAll(r.Body)
+		return string(b)
+	}
+	if m := metrics(); !strings.Contains(m, "\nwxlogin_wechat_up 0\n") ||
+		!strings.Contains(m, `wxlogin_wechat_api_calls_total{api="qrcode/create",errcode="none"}`) {
+		t.Errorf("metrics do not show WeChat down:\n%s", grepLines(m, "wxlogin_wechat"))
+	}
+
+	standIn.SetFault(wechat.Fault{})
+	createScene(t, srv.URL)
+	if m := metrics(); !strings.Contains(m, "\nwxlogin_wechat_up 1\n") {
+		t.Errorf("metrics do not show WeChat back:\n%s", grepLines(m, "wxlogin_wechat"))
+	}
+}
+
+func grepLines(text, substr string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
