@@ -99,6 +99,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, self string) (*ap
 	callback.Observe = m.ObserveCallback
 	links, err := confirmLinks(cfg, wcfg)
 	if err != nil {
+		a.hub.Close()
 		store.Close()
 		return nil, err
 	}
