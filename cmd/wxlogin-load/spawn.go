@@ -19,8 +19,8 @@ import (
 // server is the process under test: a child this tool started (its memory
 // and threads are read from /proc) or a URL given with -url.
 type server struct {
-	URL  string // http://127.0.0.1:PORT
-	Addr string // 127.0.0.1:PORT
+	URL     string // http://127.0.0.1:PORT
+	Addr    string // 127.0.0.1:PORT
 	cmd     *exec.Cmd
 	done    chan struct{}
 	logPath string
