@@ -37,9 +37,25 @@ type StreamRequest struct {
 // Serve streams a scene to one client until a terminal status, the client
 // leaving, or shutdown. The caller has checked the secret and that the scene
 // is still waiting, and holds a slot from Acquire.
+//
+// Serve's frame, and every caller's, stays on the connection goroutine's
+// stack for the stream's whole life; the setup is in open so that frame is
+// small and an idle stream's stack can shrink to 8 KB (BENCHMARKS.md).
 func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, req StreamRequest) {
+	sw, r2 := h.open(w, r, req)
+	if sw == nil {
+		return
+	}
+	h.srv.ServeHTTP(sw, r2)
+	h.closeStream(sw)
+}
+
+// open registers a stream and returns its writer and the request for the
+// library, or a nil writer when it answered already (draining).
+//
+//go:noinline
+func (h *Hub) open(w http.ResponseWriter, r *http.Request, req StreamRequest) (*streamWriter, *http.Request) {
 	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
 	sw := &streamWriter{
 		ResponseWriter: w,
 		rc:             http.NewResponseController(w),
@@ -53,8 +69,9 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, req StreamRequest) {
 	h.mu.Lock()
 	if h.draining {
 		h.mu.Unlock()
+		cancel()
 		http.Error(w, "shutting down", http.StatusServiceUnavailable)
-		return
+		return nil, nil
 	}
 	e := h.entryLocked(req.SceneID)
 	if e.refs == 0 {
@@ -73,8 +90,12 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, req StreamRequest) {
 	q.Set("stream", req.SceneID)
 	r2.URL.RawQuery = q.Encode()
 	r2.Header.Del("Last-Event-ID")
-	h.srv.ServeHTTP(sw, r2)
+	return sw, r2
+}
 
+// closeStream forgets a stream whose library handler has returned.
+func (h *Hub) closeStream(sw *streamWriter) {
+	sw.cancel()
 	h.mu.Lock()
 	delete(h.streams, sw)
 	h.mu.Unlock()
