@@ -301,3 +301,42 @@ func TestAddCode(t *testing.T) {
 		t.Fatalf("addCode:\n%q\nwant\n%q", got, want)
 	}
 }
+
+// The library must see neither the client's Last-Event-ID (a junk one gets
+// its plain-text 400) nor our ?stream= rewrite leaking into the caller's
+// request, which the access log and Echo still hold.
+func TestStreamRequestForLibrary(t *testing.T) {
+	h := NewHub()
+	defer h.Close()
+	scenes := &fakeScenes{m: map[string]login.View{}}
+	scenes.set(view("c", 1, login.StatusPending))
+	after := make(chan string, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.Serve(w, r, StreamRequest{
+			SceneID: "c",
+			Current: func(context.Context) (login.View, error) { return scenes.get("c"), nil },
+		})
+		after <- r.URL.RawQuery + " " + r.Header.Get("Last-Event-ID")
+	}))
+	defer srv.Close()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/s/c?x=1", nil)
+	req.Header.Set("Last-Event-ID", "junk")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if err != nil || line != "retry: 3000\n" {
+		t.Fatalf("first line %q, %v", line, err)
+	}
+	cancel()
+	if got := <-after; got != "x=1 junk" {
+		t.Fatalf("caller's request changed: %q", got)
+	}
+}

@@ -83,14 +83,26 @@ func (h *Hub) open(w http.ResponseWriter, r *http.Request, req StreamRequest) (*
 	h.streams[sw] = struct{}{}
 	h.mu.Unlock()
 
-	// The library picks the stream by ?stream= only, and would answer a
-	// non-numeric Last-Event-ID with a plain-text 400: we handled it already.
-	r2 := r.Clone(ctx)
-	q := r2.URL.Query()
-	q.Set("stream", req.SceneID)
-	r2.URL.RawQuery = q.Encode()
-	r2.Header.Del("Last-Event-ID")
-	return sw, r2
+	return sw, libraryRequest(ctx, r, req.SceneID)
+}
+
+// libraryRequest is r as r3labs needs it. The library picks the stream by
+// ?stream= only, and would answer a non-numeric Last-Event-ID with a
+// plain-text 400: we handled it already. A shallow copy with its own URL,
+// and its own headers only when there is a Last-Event-ID to remove: r.Clone
+// copied every header for the stream's whole life (≈ 0.5 KB per stream).
+func libraryRequest(ctx context.Context, r *http.Request, sceneID string) *http.Request {
+	r2 := r.WithContext(ctx)
+	u := *r.URL
+	q := u.Query()
+	q.Set("stream", sceneID)
+	u.RawQuery = q.Encode()
+	r2.URL = &u
+	if r.Header.Get("Last-Event-ID") != "" {
+		r2.Header = r.Header.Clone()
+		r2.Header.Del("Last-Event-ID")
+	}
+	return r2
 }
 
 // closeStream forgets a stream whose library handler has returned.
