@@ -105,6 +105,12 @@ type NewScene struct {
 // CreateScene makes a scene with a fresh random id and secret, asks WeChat for
 // its QR code, and stores it.
 func (s *Service) CreateScene(ctx context.Context, meta ClientMeta) (*NewScene, error) {
+	// Check storage first: a QR code we cannot store would spend one of the
+	// account's 100 000 daily qrcode/create calls for nothing, on every
+	// retry, for as long as storage is down.
+	if err := s.store.Ping(ctx); err != nil {
+		return nil, fmt.Errorf("create scene: %w", ErrUnavailable("ping storage", err))
+	}
 	id := randomToken(16)
 	secret := randomToken(32)
 	qr, err := s.qr.IssueQR(ctx, id, s.qrTTL)

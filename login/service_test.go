@@ -2,6 +2,7 @@ package login_test
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -330,5 +331,35 @@ func TestValidSceneID(t *testing.T) {
 		if got := login.ValidSceneID(id); got != want {
 			t.Errorf("ValidSceneID(%q) = %v", id, got)
 		}
+	}
+}
+
+// failingPing is a store whose Ping fails (storage down).
+type failingPing struct{ login.Store }
+
+func (failingPing) Ping(context.Context) error { return errors.New("connection refused") }
+
+// countingIssuer counts qrcode/create calls.
+type countingIssuer struct{ calls int }
+
+func (c *countingIssuer) IssueQR(ctx context.Context, id string, ttl time.Duration) (login.QR, error) {
+	c.calls++
+	return qrIssuer{}.IssueQR(ctx, id, ttl)
+}
+
+func TestCreateSceneSpendsNoQuotaWhenStorageIsDown(t *testing.T) {
+	store, err := storage.OpenBolt(filepath.Join(t.TempDir(), "down.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	qr := &countingIssuer{}
+	svc := login.NewService(failingPing{store}, &notifications{}, qr)
+	_, err = svc.CreateScene(context.Background(), login.ClientMeta{})
+	if login.ErrorCode(err) != login.EUNAVAILABLE {
+		t.Fatalf("create with storage down: %v", err)
+	}
+	if qr.calls != 0 {
+		t.Fatalf("%d qrcode/create calls while storage was down", qr.calls)
 	}
 }
