@@ -33,6 +33,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"wxlogin/internal/ssetest"
 	"wxlogin/storage"
 	"wxlogin/wechat"
 )
@@ -621,11 +622,10 @@ func (c *loginClient) readStream(ctx context.Context, sc sceneInfo, lastID strin
 	default:
 		return "", "", "", fmt.Errorf("scene %s: stream answered %d: %w", sc.SceneID, resp.StatusCode, errFatal)
 	}
-	br := bufio.NewReader(resp.Body)
-	var ev sseEvent
+	rd := ssetest.NewReader(resp.Body)
 	var endedByRetry bool
 	for {
-		line, rerr := br.ReadString('\n')
+		ev, rerr := rd.Next()
 		if rerr != nil {
 			if endedByRetry && rerr == io.EOF {
 				c.streamsRetried.Add(1)
@@ -636,29 +636,17 @@ func (c *loginClient) readStream(ctx context.Context, sc sceneInfo, lastID strin
 			}
 			return code, status, id, fmt.Errorf("stream cut: %w", rerr)
 		}
-		line = strings.TrimSuffix(line, "\n")
-		switch {
-		case line == "" && ev.Data != "":
-			status, id = ev.Event, ev.ID
-			var v struct{ Code string }
-			_ = json.Unmarshal([]byte(ev.Data), &v)
-			code = v.Code
-			endedByRetry = false
-			if status == "confirmed" {
-				return code, status, id, nil
-			}
-			ev = sseEvent{}
-		case line == "":
-			endedByRetry = ev.Retry != "" // a bare retry hint: the shutdown's last word
-			ev = sseEvent{}
-		case strings.HasPrefix(line, "id: "):
-			ev.ID = line[4:]
-		case strings.HasPrefix(line, "event: "):
-			ev.Event = line[7:]
-		case strings.HasPrefix(line, "data: "):
-			ev.Data = line[6:]
-		case strings.HasPrefix(line, "retry: "):
-			ev.Retry = line[7:]
+		if ev.Data == "" {
+			endedByRetry = true // a bare retry hint: the shutdown's last word
+			continue
+		}
+		status, id = ev.Event, ev.ID
+		var v struct{ Code string }
+		_ = json.Unmarshal([]byte(ev.Data), &v)
+		code = v.Code
+		endedByRetry = false
+		if status == "confirmed" {
+			return code, status, id, nil
 		}
 	}
 }

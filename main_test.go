@@ -4,7 +4,6 @@ package main
 // real service through run, as a user would, on a random loopback port.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -16,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"wxlogin/internal/ssetest"
 )
 
 // testServer is one running instance started by startTestServer.
@@ -170,10 +171,8 @@ func createScene(t testing.TB, base string) sceneInfo {
 	return s
 }
 
-// sseEvent is one parsed server-sent event.
-type sseEvent struct {
-	ID, Event, Data, Retry string
-}
+// sseEvent is one parsed server-sent event (Data is empty for a bare retry hint).
+type sseEvent = ssetest.Event
 
 // sseStream is a real SSE client reading one stream.
 type sseStream struct {
@@ -210,30 +209,14 @@ func openStream(t testing.TB, base, sceneID, secret, lastEventID string) (*sseSt
 func (s *sseStream) read() {
 	defer close(s.done)
 	defer close(s.events)
-	sc := bufio.NewScanner(s.resp.Body)
-	var ev sseEvent
-	var comment bool
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case line == "":
-			if ev.Data != "" || ev.Retry != "" {
-				s.events <- ev
-			}
-			ev, comment = sseEvent{}, false
-		case strings.HasPrefix(line, ":"):
-			comment = true
-		case strings.HasPrefix(line, "id: "):
-			ev.ID = line[4:]
-		case strings.HasPrefix(line, "event: "):
-			ev.Event = line[7:]
-		case strings.HasPrefix(line, "data: "):
-			ev.Data = line[6:]
-		case strings.HasPrefix(line, "retry: "):
-			ev.Retry = line[7:]
+	rd := ssetest.NewReader(s.resp.Body)
+	for {
+		ev, err := rd.Next()
+		if err != nil {
+			return
 		}
+		s.events <- ev
 	}
-	_ = comment
 }
 
 // Next returns the next event carrying data, or fails after timeout.

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"wxlogin/internal/ssetest"
 	"wxlogin/login"
 )
 
@@ -59,7 +60,7 @@ func newTestHub(t *testing.T, opts ...Option) (*Hub, *fakeScenes, *httptest.Serv
 	return h, scenes, srv
 }
 
-type rawEvent struct{ id, event, data, retry string }
+type rawEvent = ssetest.Event
 
 // readEvents reads a stream's events (not comments) into a channel.
 func readEvents(t *testing.T, url string) (chan rawEvent, func()) {
@@ -76,25 +77,13 @@ func readEvents(t *testing.T, url string) (chan rawEvent, func()) {
 		defer close(done)
 		defer close(out)
 		defer resp.Body.Close()
-		sc := bufio.NewScanner(resp.Body)
-		var ev rawEvent
-		for sc.Scan() {
-			line := sc.Text()
-			switch {
-			case line == "":
-				if ev.data != "" || ev.retry != "" {
-					out <- ev
-				}
-				ev = rawEvent{}
-			case strings.HasPrefix(line, "id: "):
-				ev.id = line[4:]
-			case strings.HasPrefix(line, "event: "):
-				ev.event = line[7:]
-			case strings.HasPrefix(line, "data: "):
-				ev.data = line[6:]
-			case strings.HasPrefix(line, "retry: "):
-				ev.retry = line[7:]
+		rd := ssetest.NewReader(resp.Body)
+		for {
+			ev, err := rd.Next()
+			if err != nil {
+				return
 			}
+			out <- ev
 		}
 	}()
 	return out, func() { cancel(); <-done }
@@ -125,14 +114,14 @@ func TestStreamSendsCurrentThenChangesThenEnds(t *testing.T) {
 	defer stop()
 
 	first := next(t, events)
-	if first.id != "1" || first.event != "pending" || first.retry != "3000" {
+	if first.ID != "1" || first.Event != "pending" || first.Retry != "3000" {
 		t.Fatalf("first event %+v", first)
 	}
 	v := view("a", 2, login.StatusConfirmed)
 	scenes.set(v)
 	h.Notify(context.Background(), v)
 	ev := next(t, events)
-	if ev.id != "2" || ev.event != "confirmed" || !strings.HasSuffix(ev.data, `,"code":"CODE-a"}`) {
+	if ev.ID != "2" || ev.Event != "confirmed" || !strings.HasSuffix(ev.Data, `,"code":"CODE-a"}`) {
 		t.Fatalf("confirmed event %+v", ev)
 	}
 	select {
@@ -152,12 +141,12 @@ func TestStreamSkipsVersionsAlreadySent(t *testing.T) {
 	scenes.set(view("b", 2, login.StatusScanned))
 	events, stop := readEvents(t, srv.URL+"/s/b")
 	defer stop()
-	if ev := next(t, events); ev.id != "2" || ev.event != "scanned" {
+	if ev := next(t, events); ev.ID != "2" || ev.Event != "scanned" {
 		t.Fatalf("first %+v", ev)
 	}
 	h.Notify(context.Background(), view("b", 2, login.StatusScanned))
 	h.Notify(context.Background(), view("b", 3, login.StatusDenied))
-	if ev := next(t, events); ev.id != "3" || ev.event != "denied" {
+	if ev := next(t, events); ev.ID != "3" || ev.Event != "denied" {
 		t.Fatalf("want denied v3 next, got %+v", ev)
 	}
 }
@@ -191,7 +180,7 @@ func TestDrainTellsStreamsToReconnect(t *testing.T) {
 	if err := h.Drain(ctx); err != nil {
 		t.Fatalf("drain: %v", err)
 	}
-	if ev := next(t, events); ev.retry == "" || ev.data != "" {
+	if ev := next(t, events); ev.Retry == "" || ev.Data != "" {
 		t.Fatalf("want a bare retry hint, got %+v", ev)
 	}
 	if _, err := h.Acquire("ip"); err == nil {
