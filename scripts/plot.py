@@ -72,7 +72,7 @@ def main(src, dst):
     h2, l2 = mem2.get_legend_handles_labels()
     mem.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
     mem.grid(alpha=0.3)
-    fig.suptitle("wxlogin vs bare r3labs/sse, one instance, 2 cores (shared machine: see BENCHMARKS.md for the load at the time)", fontsize=9)
+    fig.suptitle("wxlogin vs bare r3labs/sse, one instance, 2 cores (load average and fdatasync cost of each run: see BENCHMARKS.md)", fontsize=9)
     fig.tight_layout()
     fig.savefig(dst, dpi=110)
 
