@@ -10,8 +10,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -29,6 +27,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"wxlogin/internal/redistest"
 	"wxlogin/wechat"
 )
 
@@ -42,30 +41,7 @@ const (
 // reverse order). It fails, never skips, when Redis does not answer.
 func newClusterPrefix(t *testing.T, redisURL string) string {
 	t.Helper()
-	opt, err := redis.ParseURL(redisURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opt)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		rdb.Close()
-		t.Fatalf("Redis is not reachable at %s (%v); the cluster tests need a real server: "+
-			`redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no (.ci/run does this)`, redisURL, err)
-	}
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	prefix := "wxlogin-test:" + hex.EncodeToString(b) + ":"
-	t.Cleanup(func() {
-		defer rdb.Close()
-		ctx := context.Background()
-		iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-		for iter.Next(ctx) {
-			rdb.Del(ctx, iter.Val())
-		}
-	})
-	return prefix
+	return redistest.Prefix(t, redistest.Client(t, redisURL))
 }
 
 // startCluster runs n instances on one Redis prefix, each on its own port

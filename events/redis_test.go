@@ -5,8 +5,6 @@ package events_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"net"
 	"strings"
 	"sync"
@@ -16,34 +14,24 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"wxlogin/events"
+	"wxlogin/internal/redistest"
 	"wxlogin/login"
 )
 
+// testRedisAddr is redistest.URL's server, for the freezing proxy in front of it.
 const testRedisAddr = "127.0.0.1:6379"
 
 // newRedisClient connects to the test Redis under a connection name of its
-// own, and fails (never skips) when Redis does not answer: CI starts one.
+// own (redistest fails the test, never skips it, when Redis does not answer).
 func newRedisClient(t *testing.T, name string) *redis.Client {
 	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: testRedisAddr, ClientName: name,
-		DialTimeout: time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second})
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		rdb.Close()
-		t.Fatalf("Redis is not reachable at %s (%v); these tests need a real server: "+
-			`redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no (.ci/run does this)`,
-			testRedisAddr, err)
-	}
-	t.Cleanup(func() { rdb.Close() })
-	return rdb
+	return redistest.Client(t, redistest.URL, func(o *redis.Options) {
+		o.ClientName = name
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = time.Second, 2*time.Second, 2*time.Second
+	})
 }
 
-func uniqueName(kind string) string {
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	return "wxlogin-test-" + kind + "-" + hex.EncodeToString(b)
-}
+func uniqueName(kind string) string { return "wxlogin-test-" + kind + "-" + redistest.Unique() }
 
 // runningTransport is a transport whose Run is going, with what it delivered.
 type runningTransport struct {

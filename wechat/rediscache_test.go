@@ -2,8 +2,6 @@ package wechat_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"io"
 	"log/slog"
 	"net"
@@ -13,36 +11,18 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/silenceper/wechat/v2/util"
 
+	"wxlogin/internal/redistest"
 	"wxlogin/wechat"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // newTestRedis connects to the real Redis on 127.0.0.1:6379 and returns a
-// prefix of its own whose keys are deleted after the test. It fails (never
-// skips) when Redis does not answer: CI starts one.
+// prefix of its own whose keys are deleted after the test.
 func newTestRedis(t *testing.T) (*redis.Client, string) {
 	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		rdb.Close()
-		t.Fatalf("Redis is not reachable at 127.0.0.1:6379 (%v); these tests need a real server: "+
-			`redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no (.ci/run does this)`, err)
-	}
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	prefix := "wxlogin-test:" + hex.EncodeToString(b) + ":"
-	t.Cleanup(func() {
-		defer rdb.Close()
-		ctx := context.Background()
-		iter := rdb.Scan(ctx, 0, prefix+"*", 500).Iterator()
-		for iter.Next(ctx) {
-			rdb.Del(ctx, iter.Val())
-		}
-	})
-	return rdb, prefix
+	rdb := redistest.Client(t, redistest.URL)
+	return rdb, redistest.Prefix(t, rdb)
 }
 
 // secondClient is another instance's connection to the test Redis.
