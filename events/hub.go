@@ -56,8 +56,10 @@ type Hub struct {
 	perIP    map[string]int
 	total    int
 	draining bool
+	closed   bool
 	idle     *sync.Cond // signalled when a stream ends
 	streams  map[*streamWriter]struct{}
+	detached sync.WaitGroup // streams on hijacked connections
 
 	stop chan struct{}
 	done chan struct{}
@@ -345,7 +347,7 @@ func (h *Hub) Drain(ctx context.Context) error {
 	case <-ctx.Done():
 		h.mu.Lock()
 		for sw := range h.streams {
-			sw.cancel()
+			sw.abort()
 		}
 		h.mu.Unlock()
 		return ctx.Err()
@@ -369,6 +371,16 @@ func (h *Hub) Close() {
 		close(h.stop)
 	}
 	<-h.done
+	// Streams on hijacked connections are not net/http's any more: end any
+	// still open and wait for them to close their connections (each write
+	// has a deadline).
+	h.mu.Lock()
+	h.closed = true
+	for sw := range h.streams {
+		sw.abort()
+	}
+	h.mu.Unlock()
+	h.detached.Wait()
 	h.mu.Lock()
 	if !h.hasStreamsLocked() {
 		h.srv.Close()

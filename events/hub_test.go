@@ -46,11 +46,11 @@ func newTestHub(t *testing.T, opts ...Option) (*Hub, *fakeScenes, *httptest.Serv
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
-		defer release()
 		h.Serve(w, r, StreamRequest{
 			SceneID: id,
 			Code:    "CODE-" + id,
 			Current: func(context.Context) (login.View, error) { return scenes.get(id), nil },
+			Done:    release,
 		})
 	}))
 	t.Cleanup(func() {

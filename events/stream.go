@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -32,30 +33,75 @@ type StreamRequest struct {
 	Code string
 	// LastEventID is the version the client already has (0 for none).
 	LastEventID uint64
+	// Done, when set, is called once after the stream has ended and its
+	// connection is closed. Serve may return before that (see conn.go).
+	Done func()
 }
 
 // Serve streams a scene to one client until a terminal status, the client
 // leaving, or shutdown. The caller has checked the secret and that the scene
-// is still waiting, and holds a slot from Acquire.
+// is still waiting, and holds a slot from Acquire, to be released in Done.
 //
-// Serve's frame, and every caller's, stays on the connection goroutine's
-// stack for the stream's whole life; the setup is in open so that frame is
-// small and an idle stream's stack can shrink to 8 KB (BENCHMARKS.md).
+// An HTTP/1.x connection is taken over and Serve returns at once; the
+// stream goes on in a goroutine of its own (conn.go says why). Otherwise
+// Serve returns when the stream ends.
 func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, req StreamRequest) {
-	sw, r2 := h.open(w, r, req)
+	if cw := h.detach(w, r); cw != nil {
+		ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+		go h.serveDetached(ctx, cancel, cw, req)
+		return
+	}
+	ctx, cancel := context.WithCancel(r.Context())
+	h.serve(ctx, cancel, w, req)
+	if req.Done != nil {
+		req.Done()
+	}
+}
+
+// detach hijacks the connection for a stream of its own goroutine, unless
+// the hub is closed (Close waits for those goroutines) or it cannot.
+func (h *Hub) detach(w http.ResponseWriter, r *http.Request) *connResponse {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil
+	}
+	cw := hijack(w, r)
+	if cw != nil {
+		h.detached.Add(1)
+	}
+	return cw
+}
+
+// serveDetached runs a stream on a hijacked connection. It starts on a
+// fresh, small goroutine stack, and its resting frames are small, so an
+// idle stream's stack stays at a few KB.
+func (h *Hub) serveDetached(ctx context.Context, cancel context.CancelFunc, cw *connResponse, req StreamRequest) {
+	defer h.detached.Done()
+	go cw.watchClose(cancel)
+	h.serve(ctx, cancel, cw, req)
+	cw.end(time.Second)
+	cancel()
+	if req.Done != nil {
+		req.Done()
+	}
+}
+
+// serve runs the library's handler for one stream on w.
+func (h *Hub) serve(ctx context.Context, cancel context.CancelFunc, w http.ResponseWriter, req StreamRequest) {
+	sw := h.open(ctx, cancel, w, req)
 	if sw == nil {
 		return
 	}
-	h.srv.ServeHTTP(sw, r2)
+	h.srv.ServeHTTP(sw, libraryRequest(ctx, req.SceneID))
 	h.closeStream(sw)
 }
 
-// open registers a stream and returns its writer and the request for the
-// library, or a nil writer when it answered already (draining).
+// open registers a stream and returns its writer, or nil when it answered
+// already (draining).
 //
 //go:noinline
-func (h *Hub) open(w http.ResponseWriter, r *http.Request, req StreamRequest) (*streamWriter, *http.Request) {
-	ctx, cancel := context.WithCancel(r.Context())
+func (h *Hub) open(ctx context.Context, cancel context.CancelFunc, w http.ResponseWriter, req StreamRequest) *streamWriter {
 	sw := &streamWriter{
 		ResponseWriter: w,
 		rc:             http.NewResponseController(w),
@@ -67,11 +113,11 @@ func (h *Hub) open(w http.ResponseWriter, r *http.Request, req StreamRequest) (*
 	}
 
 	h.mu.Lock()
-	if h.draining {
+	if h.draining || h.closed {
 		h.mu.Unlock()
 		cancel()
 		http.Error(w, "shutting down", http.StatusServiceUnavailable)
-		return nil, nil
+		return nil
 	}
 	e := h.entryLocked(req.SceneID)
 	if e.refs == 0 {
@@ -82,27 +128,20 @@ func (h *Hub) open(w http.ResponseWriter, r *http.Request, req StreamRequest) (*
 	e.refs++
 	h.streams[sw] = struct{}{}
 	h.mu.Unlock()
-
-	return sw, libraryRequest(ctx, r, req.SceneID)
+	return sw
 }
 
-// libraryRequest is r as r3labs needs it. The library picks the stream by
-// ?stream= only, and would answer a non-numeric Last-Event-ID with a
-// plain-text 400: we handled it already. A shallow copy with its own URL,
-// and its own headers only when there is a Last-Event-ID to remove: r.Clone
-// copied every header for the stream's whole life (≈ 0.5 KB per stream).
-func libraryRequest(ctx context.Context, r *http.Request, sceneID string) *http.Request {
-	r2 := r.WithContext(ctx)
-	u := *r.URL
-	q := u.Query()
-	q.Set("stream", sceneID)
-	u.RawQuery = q.Encode()
-	r2.URL = &u
-	if r.Header.Get("Last-Event-ID") != "" {
-		r2.Header = r.Header.Clone()
-		r2.Header.Del("Last-Event-ID")
+// libraryRequest is the request r3labs/sse is given: it picks the stream by
+// ?stream= only, and it keeps the request for the stream's whole life, so it
+// gets a small new one rather than the client's with all its headers. The
+// client's Last-Event-ID was handled already (the library would answer a
+// non-numeric one with a plain-text 400).
+func libraryRequest(ctx context.Context, sceneID string) *http.Request {
+	r, err := http.NewRequestWithContext(ctx, http.MethodGet, "/?stream="+url.QueryEscape(sceneID), nil)
+	if err != nil {
+		panic(fmt.Sprintf("events: request for stream %q: %v", sceneID, err)) // cannot happen: the URL is escaped
 	}
-	return r2
+	return r
 }
 
 // closeStream forgets a stream whose library handler has returned.
@@ -251,6 +290,13 @@ func (w *streamWriter) send(p []byte) {
 	if err := w.rc.Flush(); err != nil {
 		w.finish()
 	}
+}
+
+// abort ends the stream now, also when it is blocked writing to a client
+// that stopped reading.
+func (w *streamWriter) abort() {
+	w.cancel()
+	_ = w.rc.SetWriteDeadline(time.Now())
 }
 
 // finish stops output and makes the library unsubscribe (it watches the

@@ -300,15 +300,18 @@ func (a *API) streamScene(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	defer release()
+	// The stream may outlive this handler (events.Hub.Serve): the slot is
+	// released when it ends.
+	req.Done = release
 	a.streams.Serve(c.Response(), c.Request(), req)
 	return nil
 }
 
 // streamRequest checks a stream request and answers it when there is nothing
 // to stream (ok false). It is apart from streamScene, and not inlined, because
-// streamScene's frame stays on the stack for the stream's whole life: small
-// frames there let each idle stream's goroutine stack shrink to 8 KB.
+// on a connection the hub cannot take over (HTTP/2) streamScene's frame stays
+// on the stack for the stream's whole life: small frames there let an idle
+// stream's goroutine stack shrink to 8 KB.
 //
 //go:noinline
 func (a *API) streamRequest(c echo.Context) (req events.StreamRequest, ok bool, err error) {

@@ -179,7 +179,13 @@ func (s *countingStreams) Changed(sceneID string) (<-chan struct{}, func()) {
 
 func (s *countingStreams) Serve(w http.ResponseWriter, r *http.Request, req events.StreamRequest) {
 	s.m.streams.Inc()
-	defer s.m.streams.Dec()
+	done := req.Done
+	req.Done = func() { // the stream may outlive Serve
+		s.m.streams.Dec()
+		if done != nil {
+			done()
+		}
+	}
 	s.next.Serve(w, r, req)
 }
 
