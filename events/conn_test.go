@@ -30,8 +30,13 @@ func detachedServer(t *testing.T) (h *Hub, scenes *fakeScenes, addr string, retu
 		h.Serve(w, r, StreamRequest{
 			SceneID: id,
 			Code:    "CODE-" + id,
-			Current: func(context.Context) (login.View, error) { return scenes.get(id), nil },
-			Done:    func() { done <- id },
+			Current: func(context.Context) (login.View, error) {
+				if id == "panic" {
+					panic("test: storage blew up")
+				}
+				return scenes.get(id), nil
+			},
+			Done: func() { done <- id },
 		})
 		returned <- id
 	}))
@@ -191,5 +196,42 @@ func TestCloseEndsDetachedStreams(t *testing.T) {
 	waitFor(t, done, "Done")
 	if _, err := rd.Next(); err == nil {
 		t.Fatal("stream still open after Close")
+	}
+}
+
+// A panic in a stream's goroutine (here while reading the scene) is no
+// longer under net/http's recovery: it must end that stream only.
+func TestDetachedStreamPanicEndsOnlyThatStream(t *testing.T) {
+	h, scenes, addr, _, done := detachedServer(t)
+	scenes.set(view("ok", 1, login.StatusPending))
+	_, br := rawGet(t, addr, "/s/panic", "HTTP/1.1")
+	if got := waitFor(t, done, "Done of the failed stream"); got != "panic" {
+		t.Fatalf("Done for %q", got)
+	}
+	if _, err := io.ReadAll(br); err != nil && !errors.Is(err, io.EOF) {
+		t.Logf("failed stream's connection: %v", err)
+	}
+	// Its registration is gone (else Drain would wait for it).
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		h.mu.Lock()
+		left := len(h.streams) + len(h.scenes)
+		h.mu.Unlock()
+		if left == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the failed stream is still registered (%d entries)", left)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The process and the hub go on.
+	_, br2 := rawGet(t, addr, "/s/ok", "HTTP/1.1")
+	resp, err := http.ReadResponse(br2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev, err := ssetest.NewReader(resp.Body).Next(); err != nil || ev.ID != "1" {
+		t.Fatalf("next stream: %+v, %v", ev, err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"runtime/debug"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -78,13 +79,20 @@ func (h *Hub) detach(w http.ResponseWriter, r *http.Request) *connResponse {
 // idle stream's stack stays at a few KB.
 func (h *Hub) serveDetached(ctx context.Context, cancel context.CancelFunc, cw *connResponse, req StreamRequest) {
 	defer h.detached.Done()
+	defer func() {
+		// net/http's and Echo's recovery cover the handler's goroutine only,
+		// which has returned: a panic here would end the process.
+		if p := recover(); p != nil {
+			h.log.Error("stream failed", "scene_id", req.SceneID, "panic", p, "stack", string(debug.Stack()))
+		}
+		cancel()
+		cw.end(time.Second)
+		if req.Done != nil {
+			req.Done()
+		}
+	}()
 	go cw.watchClose(cancel)
 	h.serve(ctx, cancel, cw, req)
-	cw.end(time.Second)
-	cancel()
-	if req.Done != nil {
-		req.Done()
-	}
 }
 
 // serve runs the library's handler for one stream on w.
@@ -93,8 +101,8 @@ func (h *Hub) serve(ctx context.Context, cancel context.CancelFunc, w http.Respo
 	if sw == nil {
 		return
 	}
+	defer h.closeStream(sw)
 	h.srv.ServeHTTP(sw, libraryRequest(ctx, req.SceneID))
-	h.closeStream(sw)
 }
 
 // open registers a stream and returns its writer, or nil when it answered
