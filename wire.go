@@ -163,6 +163,7 @@ func openStore(ctx context.Context, cfg *config, log *slog.Logger) (login.Store,
 		}
 		return st, nil, nil
 	}
+	redis.SetLogger(storage.RedisLogger(log))
 	rdb, err := storage.NewRedisClient(cfg.RedisURL)
 	if err != nil {
 		return nil, nil, err

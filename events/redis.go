@@ -100,8 +100,10 @@ func (t *RedisTransport) Run(ctx context.Context, deliver func(Update), resync f
 		if failures == 1 || failures%30 == 0 {
 			t.log.Warn("redis subscription lost; resubscribing", "channel", t.channel, "attempt", failures, "err", err)
 		}
-		if err := sleepCtx(ctx, t.backoff(failures)); err != nil {
-			break
+		select { // an unreferenced timer is collected (Go 1.23+): no Stop needed
+		case <-ctx.Done():
+			return nil
+		case <-time.After(t.backoff(failures)):
 		}
 	}
 	return nil
@@ -161,15 +163,4 @@ func (t *RedisTransport) backoff(failures int) time.Duration {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"strconv"
 	"time"
@@ -45,6 +46,21 @@ const (
 	redisMaxAttempts = 200
 	redisMaxBackoff  = 20 * time.Millisecond
 )
+
+// RedisLogger makes go-redis's own messages (such as "failed to dial" while
+// Redis is down) slog warnings instead of lines on stderr. go-redis has one
+// logger per process: pass it to redis.SetLogger once, at start.
+func RedisLogger(log *slog.Logger) interface {
+	Printf(ctx context.Context, format string, v ...any)
+} {
+	return redisLogger{log}
+}
+
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.WarnContext(ctx, "redis client", "detail", fmt.Sprintf(format, v...))
+}
 
 // NewRedisClient parses a redis:// or rediss:// URL and returns a client with
 // timeouts short enough that a stalled Redis fails requests (503) instead of
@@ -162,8 +178,10 @@ func (r *Redis) Update(ctx context.Context, k login.Keys, fn login.UpdateFunc) e
 		if attempt == redisMaxAttempts {
 			return login.ErrUnavailable("update", fmt.Errorf("gave up after %d conflicting attempts", attempt))
 		}
-		if err := sleepCtx(ctx, backoff(attempt)); err != nil {
-			return login.ErrUnavailable("update", err)
+		select { // an unreferenced timer is collected (Go 1.23+): no Stop needed
+		case <-ctx.Done():
+			return login.ErrUnavailable("update", ctx.Err())
+		case <-time.After(backoff(attempt)):
 		}
 	}
 }
@@ -402,15 +420,4 @@ func score(t time.Time) float64 { return float64(t.UnixMicro()) }
 func backoff(attempt int) time.Duration {
 	ceiling := min(time.Duration(attempt)*200*time.Microsecond, redisMaxBackoff)
 	return time.Duration(rand.Int64N(int64(ceiling)) + 1)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

@@ -1,6 +1,10 @@
 package storage_test
 
 import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -27,4 +31,14 @@ func newTestRedisStore(t testing.TB) (*storage.Redis, *redis.Client, string) {
 	rdb := newTestRedisClient(t)
 	prefix := redistest.Prefix(t, rdb)
 	return storage.NewRedis(rdb, prefix), rdb, prefix
+}
+
+func TestRedisLoggerWritesSlogWarnings(t *testing.T) {
+	var buf bytes.Buffer
+	l := storage.RedisLogger(slog.New(slog.NewTextHandler(&buf, nil)))
+	l.Printf(context.Background(), "redis: connection pool: failed to dial after %d attempts: %v", 5, "refused")
+	got := buf.String()
+	if !strings.Contains(got, "level=WARN") || !strings.Contains(got, `detail="redis: connection pool: failed to dial after 5 attempts: refused"`) {
+		t.Fatalf("log line %q", got)
+	}
 }
