@@ -1,6 +1,7 @@
 package events
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -73,10 +74,11 @@ func (w *connResponse) WriteHeader(code int) {
 	if h.Get("Date") == "" {
 		h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
 	}
-	w.out = fmt.Appendf(w.out, "HTTP/1.1 %03d %s\r\n", code, http.StatusText(code))
-	hw := bufferWriter{&w.out}
-	_ = h.Write(hw)
-	w.out = append(w.out, "\r\n"...)
+	var head bytes.Buffer
+	fmt.Fprintf(&head, "HTTP/1.1 %03d %s\r\n", code, http.StatusText(code))
+	_ = h.Write(&head)
+	head.WriteString("\r\n")
+	w.out = append(w.out, head.Bytes()...)
 	w.header = nil // sent; the map is not kept for the stream's life
 }
 
@@ -152,14 +154,6 @@ func (w *connResponse) watchClose(cancel context.CancelFunc) {
 			return
 		}
 	}
-}
-
-// bufferWriter appends to a byte slice (http.Header.Write wants an io.Writer).
-type bufferWriter struct{ b *[]byte }
-
-func (b bufferWriter) Write(p []byte) (int, error) {
-	*b.b = append(*b.b, p...)
-	return len(p), nil
 }
 
 var _ http.Flusher = (*connResponse)(nil)

@@ -60,16 +60,20 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, req StreamRequest) {
 }
 
 // detach hijacks the connection for a stream of its own goroutine, unless
-// the hub is closed (Close waits for those goroutines) or it cannot.
+// the hub is closed (Close waits for those goroutines) or it cannot. The
+// hijack itself is outside the lock: net/http waits there for its
+// background read to stop, and every publish takes this lock.
 func (h *Hub) detach(w http.ResponseWriter, r *http.Request) *connResponse {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	if h.closed {
+		h.mu.Unlock()
 		return nil
 	}
+	h.detached.Add(1)
+	h.mu.Unlock()
 	cw := hijack(w, r)
-	if cw != nil {
-		h.detached.Add(1)
+	if cw == nil {
+		h.detached.Done()
 	}
 	return cw
 }
