@@ -235,3 +235,57 @@ func TestDetachedStreamPanicEndsOnlyThatStream(t *testing.T) {
 		t.Fatalf("next stream: %+v, %v", ev, err)
 	}
 }
+
+// Over HTTP/2 the connection cannot be taken over: the stream stays on the
+// handler's goroutine (Serve returns when it ends) and works the same.
+func TestAttachedStreamOverHTTP2(t *testing.T) {
+	h := NewHub()
+	scenes := &fakeScenes{m: map[string]login.View{}}
+	scenes.set(view("h2", 1, login.StatusPending))
+	returned, done := make(chan string, 1), make(chan string, 1)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.Serve(w, r, StreamRequest{
+			SceneID: "h2",
+			Code:    "CODE-h2",
+			Current: func(context.Context) (login.View, error) { return scenes.get("h2"), nil },
+			Done:    func() { done <- "h2" },
+		})
+		returned <- r.Proto
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(func() {
+		srv.Close()
+		h.Close()
+	})
+
+	resp, err := srv.Client().Get(srv.URL + "/s/h2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.ProtoMajor != 2 {
+		t.Fatalf("protocol %s, want HTTP/2", resp.Proto)
+	}
+	rd := ssetest.NewReader(resp.Body)
+	if ev, err := rd.Next(); err != nil || ev.ID != "1" {
+		t.Fatalf("first event %+v, %v", ev, err)
+	}
+	select {
+	case <-returned:
+		t.Fatal("the handler returned while its HTTP/2 stream is open")
+	case <-time.After(100 * time.Millisecond):
+	}
+	v := view("h2", 2, login.StatusConfirmed)
+	scenes.set(v)
+	h.Notify(context.Background(), v)
+	if ev, err := rd.Next(); err != nil || !strings.HasSuffix(ev.Data, `,"code":"CODE-h2"}`) {
+		t.Fatalf("confirmed event %+v, %v", ev, err)
+	}
+	if got := waitFor(t, done, "Done"); got != "h2" {
+		t.Fatalf("Done for %q", got)
+	}
+	if proto := waitFor(t, returned, "the handler to return"); proto != "HTTP/2.0" {
+		t.Fatalf("handler saw %s", proto)
+	}
+}
