@@ -34,6 +34,7 @@ type Metrics struct {
 
 	scenes        *prometheus.CounterVec // event: created, scanned, confirmed, denied, expired, consumed
 	streams       prometheus.Gauge
+	streamLife    prometheus.Histogram
 	longPolls     prometheus.Gauge
 	rejected      *prometheus.CounterVec // reason: the login error code
 	callbacks     *prometheus.CounterVec // event, result
@@ -81,15 +82,20 @@ func New() *Metrics {
 			Help:    "HTTP request duration by route (SSE streams and long-polls excluded).",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"route", "method", "code"}),
+		streamLife: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "stream_duration_seconds",
+			Help:    "How long SSE streams stayed open, from start to close (a stream's request-log line is written when it starts).",
+			Buckets: []float64{1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600},
+		}),
 		inFlightTotal: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "http_requests_in_flight",
-			Help: "HTTP requests being served, streams included.",
+			Help: "HTTP requests being served; an SSE stream only while it starts (see open_streams).",
 		}),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.scenes, m.streams, m.longPolls, m.rejected, m.callbacks,
+		m.scenes, m.streams, m.streamLife, m.longPolls, m.rejected, m.callbacks,
 		m.wechatCalls, m.wechatUp, m.duration, m.inFlightTotal,
 	)
 	// Known series start at zero, so rate() works from the first scrape.
@@ -179,9 +185,11 @@ func (s *countingStreams) Changed(sceneID string) (<-chan struct{}, func()) {
 
 func (s *countingStreams) Serve(w http.ResponseWriter, r *http.Request, req events.StreamRequest) {
 	s.m.streams.Inc()
+	start := time.Now()
 	done := req.Done
 	req.Done = func() { // the stream may outlive Serve
 		s.m.streams.Dec()
+		s.m.streamLife.Observe(time.Since(start).Seconds())
 		if done != nil {
 			done()
 		}

@@ -133,6 +133,7 @@ func TestMetricsFollowALogin(t *testing.T) {
 		t.Fatalf("stream event %q, want confirmed", ev)
 	}
 	s.eventually(t, `wxlogin_open_streams`, 0)
+	s.expect(t, map[string]float64{`wxlogin_stream_duration_seconds_count`: 1})
 	// WeChat retries the same message: a duplicate, counted as such.
 	if r, err := s.sim.Send(context.Background(), ev); err != nil || r.Status != http.StatusOK {
 		t.Fatalf("retry: %+v %v", r, err)
