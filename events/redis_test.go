@@ -147,15 +147,7 @@ func TestRedisTransportResubscribesAfterBlip(t *testing.T) {
 // trying without spinning, Publish fails (the hub then delivers locally),
 // and cancel ends Run.
 func TestRedisTransportSurvivesRedisDown(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	rdb := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: 200 * time.Millisecond, MaxRetries: -1})
-	defer rdb.Close()
-	tr := events.NewRedisTransport(rdb, "wxlogin-test:down:")
+	tr := events.NewRedisTransport(redistest.DownClient(t), "wxlogin-test:down:")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -5,12 +5,12 @@ package storage_test
 
 import (
 	"context"
-	"net"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"wxlogin/internal/redistest"
 	"wxlogin/login"
 	"wxlogin/storage"
 )
@@ -142,13 +142,7 @@ func TestRedisDueScenesDropsVanishedScenes(t *testing.T) {
 // the unavailable code (503) and the update function is never run on a
 // half-read snapshot.
 func TestRedisUnavailable(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // nobody listens there now
-	rdb, err := storage.NewRedisClient("redis://" + addr + "/0?max_retries=-1&dial_timeout=200ms")
+	rdb, err := storage.NewRedisClient("redis://" + redistest.DeadAddr(t) + "/0?max_retries=-1&dial_timeout=200ms")
 	if err != nil {
 		t.Fatal(err)
 	}

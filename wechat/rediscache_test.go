@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"testing"
 	"time"
 
@@ -89,15 +88,7 @@ func TestRedisCacheDeleteMatching(t *testing.T) {
 // TestRedisCacheRedisDown: Set keeps working on this instance and Get
 // answers from its copy, so a Redis outage does not hammer WeChat's token API.
 func TestRedisCacheRedisDown(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	rdb := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: 200 * time.Millisecond, MaxRetries: -1})
-	defer rdb.Close()
-	c := wechat.NewRedisCache(rdb, "wxlogin-test:down:", quiet)
+	c := wechat.NewRedisCache(redistest.DownClient(t), "wxlogin-test:down:", quiet)
 	if err := c.Set("k_access_token", "local", time.Hour); err != nil {
 		t.Fatalf("Set with Redis down: %v (silenceper would fail the token fetch)", err)
 	}

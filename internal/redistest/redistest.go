@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"net"
 	"testing"
 	"time"
 
@@ -44,6 +45,28 @@ func Ready(t testing.TB, rdb *redis.Client) {
 			rdb.Options().Addr, err)
 	}
 	t.Cleanup(func() { rdb.Close() }) // registered first, so it runs after the key cleanup
+}
+
+// DeadAddr returns a loopback address where nobody listens (a port that was
+// just free), for tests of a Redis that is down.
+func DeadAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// DownClient is a client of a Redis that is down: short dial timeout, no
+// retries, closed when the test ends.
+func DownClient(t testing.TB) *redis.Client {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: DeadAddr(t), DialTimeout: 200 * time.Millisecond, MaxRetries: -1})
+	t.Cleanup(func() { rdb.Close() })
+	return rdb
 }
 
 // Prefix returns a key prefix of its own for one test and deletes every key
