@@ -297,91 +297,84 @@ func replyText(t *testing.T, sim *wechat.Simulator, status int, body string) str
 // the database afterwards is byte for byte what it was before. A genuine
 // scan afterwards confirms the untouched scene with count 1.
 func TestCallbackAttacksChangeNothing(t *testing.T) {
-	for _, aes := range []string{"", testAESKey} {
-		name := "plain"
-		if aes != "" {
-			name = "aes"
+	inBothModes(t, func(t *testing.T, aes string, env map[string]string) {
+		srv := startTestServer(t, env)
+		sc := createScene(t, srv.URL)
+		before := storeAfterStop(t, srv, env["WXLOGIN_DB"])
+
+		srv = startTestServer(t, env)
+		sim := secSimulator(srv, aes)
+		const victim = "oATTACK_victim_000000000000001"
+		now := time.Now()
+		scan := wechat.ScanEvent(sc.SceneID, victim, false, now)
+		good := capture(t, sim, scan, now)
+
+		otherKey := *sim
+		otherKey.AESKey = "ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210zyxwvut"
+		otherApp := *sim
+		otherApp.AppID = "wxsomeoneelse00000"
+		wrongToken := *sim
+		wrongToken.Token = "not-the-token"
+
+		attacks := []struct {
+			name   string
+			req    captured
+			status int
+		}{
+			{"no signature", good.with("signature", ""), http.StatusForbidden},
+			{"wrong signature", good.with("signature", strings.Repeat("0", 40)), http.StatusForbidden},
+			{"signed with another token", capture(t, &wrongToken, scan, now), http.StatusForbidden},
+			{"signature of another timestamp", good.with("timestamp", strconv.FormatInt(now.Unix()-1, 10)), http.StatusForbidden},
+			{"stale: 6 minutes old", capture(t, sim, scan, now.Add(-6*time.Minute)), http.StatusForbidden},
+			{"from the future: 6 minutes ahead", capture(t, sim, scan, now.Add(6*time.Minute)), http.StatusForbidden},
+			{"oversized body", captured{q: good.q, body: bytes.Repeat([]byte("<"), wechat.MaxCallbackBody+1)}, http.StatusRequestEntityTooLarge},
 		}
-		t.Run(name, func(t *testing.T) {
-			env := map[string]string{"WXLOGIN_DB": filepath.Join(t.TempDir(), "wxlogin.db"), "WECHAT_AES_KEY": aes}
-			srv := startTestServer(t, env)
-			sc := createScene(t, srv.URL)
-			before := storeAfterStop(t, srv, env["WXLOGIN_DB"])
-
-			srv = startTestServer(t, env)
-			sim := secSimulator(srv, aes)
-			const victim = "oATTACK_victim_000000000000001"
-			now := time.Now()
-			scan := wechat.ScanEvent(sc.SceneID, victim, false, now)
-			good := capture(t, sim, scan, now)
-
-			otherKey := *sim
-			otherKey.AESKey = "ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210zyxwvut"
-			otherApp := *sim
-			otherApp.AppID = "wxsomeoneelse00000"
-			wrongToken := *sim
-			wrongToken.Token = "not-the-token"
-
-			attacks := []struct {
+		if aes == "" {
+			attacks = append(attacks,
+				struct {
+					name   string
+					req    captured
+					status int
+				}{"not XML", captured{q: good.q, body: []byte("{not xml")}, http.StatusBadRequest})
+		} else {
+			rnd := make([]byte, 96)
+			for i := range rnd {
+				rnd[i] = byte(i * 7)
+			}
+			more := []struct {
 				name   string
 				req    captured
 				status int
 			}{
-				{"no signature", good.with("signature", ""), http.StatusForbidden},
-				{"wrong signature", good.with("signature", strings.Repeat("0", 40)), http.StatusForbidden},
-				{"signed with another token", capture(t, &wrongToken, scan, now), http.StatusForbidden},
-				{"signature of another timestamp", good.with("timestamp", strconv.FormatInt(now.Unix()-1, 10)), http.StatusForbidden},
-				{"stale: 6 minutes old", capture(t, sim, scan, now.Add(-6*time.Minute)), http.StatusForbidden},
-				{"from the future: 6 minutes ahead", capture(t, sim, scan, now.Add(6*time.Minute)), http.StatusForbidden},
-				{"oversized body", captured{q: good.q, body: bytes.Repeat([]byte("<"), wechat.MaxCallbackBody+1)}, http.StatusRequestEntityTooLarge},
+				{"wrong msg_signature", good.with("msg_signature", strings.Repeat("a", 40)), http.StatusForbidden},
+				{"no msg_signature", good.with("msg_signature", ""), http.StatusForbidden},
+				{"body does not decrypt", signedGarbage(base64.StdEncoding.EncodeToString(rnd), now), http.StatusForbidden},
+				{"body not base64", signedGarbage("!!not base64!!", now), http.StatusForbidden},
+				{"encrypted with another key", capture(t, &otherKey, scan, now), http.StatusForbidden},
+				{"encrypted for another app", capture(t, &otherApp, scan, now), http.StatusForbidden},
+				{"envelope not XML", captured{q: good.q, body: []byte("<xml><Encrypt>")}, http.StatusForbidden},
 			}
-			if aes == "" {
-				attacks = append(attacks,
-					struct {
-						name   string
-						req    captured
-						status int
-					}{"not XML", captured{q: good.q, body: []byte("{not xml")}, http.StatusBadRequest})
-			} else {
-				rnd := make([]byte, 96)
-				for i := range rnd {
-					rnd[i] = byte(i * 7)
-				}
-				more := []struct {
-					name   string
-					req    captured
-					status int
-				}{
-					{"wrong msg_signature", good.with("msg_signature", strings.Repeat("a", 40)), http.StatusForbidden},
-					{"no msg_signature", good.with("msg_signature", ""), http.StatusForbidden},
-					{"body does not decrypt", signedGarbage(base64.StdEncoding.EncodeToString(rnd), now), http.StatusForbidden},
-					{"body not base64", signedGarbage("!!not base64!!", now), http.StatusForbidden},
-					{"encrypted with another key", capture(t, &otherKey, scan, now), http.StatusForbidden},
-					{"encrypted for another app", capture(t, &otherApp, scan, now), http.StatusForbidden},
-					{"envelope not XML", captured{q: good.q, body: []byte("<xml><Encrypt>")}, http.StatusForbidden},
-				}
-				attacks = append(attacks, more...)
+			attacks = append(attacks, more...)
+		}
+		for _, a := range attacks {
+			status, body := sendRaw(t, srv.URL, a.req.q, a.req.body)
+			if status != a.status {
+				t.Errorf("%s: status %d, want %d (%q)", a.name, status, a.status, body)
 			}
-			for _, a := range attacks {
-				status, body := sendRaw(t, srv.URL, a.req.q, a.req.body)
-				if status != a.status {
-					t.Errorf("%s: status %d, want %d (%q)", a.name, status, a.status, body)
-				}
-			}
-			before.sameAs(t, storeAfterStop(t, srv, env["WXLOGIN_DB"]))
+		}
+		before.sameAs(t, storeAfterStop(t, srv, env["WXLOGIN_DB"]))
 
-			// The genuine message, sent afterwards, logs the victim in once.
-			srv = startTestServer(t, env)
-			sim = secSimulator(srv, aes)
-			status, body := sendRaw(t, srv.URL, good.q, good.body)
-			if aes != "" && (!strings.Contains(body, "<Encrypt>") || strings.Contains(body, "登录成功")) {
-				t.Fatalf("safe-mode reply is not encrypted: %q", body)
-			}
-			if text := replyText(t, sim, status, body); !strings.Contains(text, "这是你第 1 次登录") {
-				t.Fatalf("genuine scan after the attacks: %q", text)
-			}
-		})
-	}
+		// The genuine message, sent afterwards, logs the victim in once.
+		srv = startTestServer(t, env)
+		sim = secSimulator(srv, aes)
+		status, body := sendRaw(t, srv.URL, good.q, good.body)
+		if aes != "" && (!strings.Contains(body, "<Encrypt>") || strings.Contains(body, "登录成功")) {
+			t.Fatalf("safe-mode reply is not encrypted: %q", body)
+		}
+		if text := replyText(t, sim, status, body); !strings.Contains(text, "这是你第 1 次登录") {
+			t.Fatalf("genuine scan after the attacks: %q", text)
+		}
+	})
 }
 
 // TestSafeModeEmptyReplyIsSuccess: messages that need no reply (a plain
@@ -406,71 +399,64 @@ func TestSafeModeEmptyReplyIsSuccess(t *testing.T) {
 // same event with a fresh signature) count once and get the same text;
 // likewise when the three arrive at once. Plain and safe mode.
 func TestCallbackReplayedThreeTimes(t *testing.T) {
-	for _, aes := range []string{"", testAESKey} {
-		name := "plain"
-		if aes != "" {
-			name = "aes"
+	inBothModes(t, func(t *testing.T, aes string, env map[string]string) {
+		srv := startTestServer(t, env)
+		sim := secSimulator(srv, aes)
+		const seqUser, concUser = "oREPLAY_sequential_0000000001", "oREPLAY_concurrent_0000000001"
+
+		// Sequential.
+		sc1 := createScene(t, srv.URL)
+		ev1 := wechat.ScanEvent(sc1.SceneID, seqUser, true, time.Now())
+		msg := capture(t, sim, ev1, time.Now())
+		var texts []string
+		for range 3 {
+			status, body := sendRaw(t, srv.URL, msg.q, msg.body)
+			texts = append(texts, replyText(t, sim, status, body))
 		}
-		t.Run(name, func(t *testing.T) {
-			env := map[string]string{"WXLOGIN_DB": filepath.Join(t.TempDir(), "wxlogin.db"), "WECHAT_AES_KEY": aes}
-			srv := startTestServer(t, env)
-			sim := secSimulator(srv, aes)
-			const seqUser, concUser = "oREPLAY_sequential_0000000001", "oREPLAY_concurrent_0000000001"
+		again, err := sim.Send(t.Context(), ev1) // a retry signed anew
+		if err != nil {
+			t.Fatal(err)
+		}
+		texts = append(texts, again.Text)
+		for _, txt := range texts {
+			if txt != texts[0] || !strings.Contains(txt, "这是你第 1 次登录") {
+				t.Fatalf("replies differ or are wrong: %q", texts)
+			}
+		}
 
-			// Sequential.
-			sc1 := createScene(t, srv.URL)
-			ev1 := wechat.ScanEvent(sc1.SceneID, seqUser, true, time.Now())
-			msg := capture(t, sim, ev1, time.Now())
-			var texts []string
-			for range 3 {
+		// Concurrent.
+		sc2 := createScene(t, srv.URL)
+		ev2 := wechat.ScanEvent(sc2.SceneID, concUser, false, time.Now())
+		msg = capture(t, sim, ev2, time.Now())
+		var wg sync.WaitGroup
+		results := make([][2]any, 3)
+		for i := range 3 {
+			wg.Go(func() {
 				status, body := sendRaw(t, srv.URL, msg.q, msg.body)
-				texts = append(texts, replyText(t, sim, status, body))
+				results[i] = [2]any{status, body}
+			})
+		}
+		wg.Wait()
+		texts = texts[:0]
+		for _, r := range results {
+			texts = append(texts, replyText(t, sim, r[0].(int), r[1].(string)))
+		}
+		for _, txt := range texts {
+			if txt != texts[0] || !strings.Contains(txt, "这是你第 1 次登录") {
+				t.Fatalf("concurrent replies differ or are wrong: %q", texts)
 			}
-			again, err := sim.Send(t.Context(), ev1) // a retry signed anew
-			if err != nil {
-				t.Fatal(err)
-			}
-			texts = append(texts, again.Text)
-			for _, txt := range texts {
-				if txt != texts[0] || !strings.Contains(txt, "这是你第 1 次登录") {
-					t.Fatalf("replies differ or are wrong: %q", texts)
-				}
-			}
+		}
 
-			// Concurrent.
-			sc2 := createScene(t, srv.URL)
-			ev2 := wechat.ScanEvent(sc2.SceneID, concUser, false, time.Now())
-			msg = capture(t, sim, ev2, time.Now())
-			var wg sync.WaitGroup
-			results := make([][2]any, 3)
-			for i := range 3 {
-				wg.Go(func() {
-					status, body := sendRaw(t, srv.URL, msg.q, msg.body)
-					results[i] = [2]any{status, body}
-				})
+		st := storeAfterStop(t, srv, env["WXLOGIN_DB"])
+		for _, id := range []string{seqUser, concUser} {
+			if u := st.user(t, id); u == nil || u.LoginCount != 1 {
+				t.Errorf("user %s in storage: %+v", id, u)
 			}
-			wg.Wait()
-			texts = texts[:0]
-			for _, r := range results {
-				texts = append(texts, replyText(t, sim, r[0].(int), r[1].(string)))
-			}
-			for _, txt := range texts {
-				if txt != texts[0] || !strings.Contains(txt, "这是你第 1 次登录") {
-					t.Fatalf("concurrent replies differ or are wrong: %q", texts)
-				}
-			}
-
-			st := storeAfterStop(t, srv, env["WXLOGIN_DB"])
-			for _, id := range []string{seqUser, concUser} {
-				if u := st.user(t, id); u == nil || u.LoginCount != 1 {
-					t.Errorf("user %s in storage: %+v", id, u)
-				}
-			}
-			if n := len(st["callbacks"]); n != 2 {
-				t.Errorf("%d dedupe records, want 2 (one per message)", n)
-			}
-		})
-	}
+		}
+		if n := len(st["callbacks"]); n != 2 {
+			t.Errorf("%d dedupe records, want 2 (one per message)", n)
+		}
+	})
 }
 
 // TestDedupeKeysKeptADay: a handled message's key is kept for a day (a retry
@@ -896,5 +882,19 @@ func TestAESKeyValidated(t *testing.T) {
 		if (err == nil) != ok || (err != nil && !strings.Contains(err.Error(), "WECHAT_AES_KEY")) {
 			t.Errorf("WECHAT_AES_KEY=%q: %v", key, err)
 		}
+	}
+}
+
+// inBothModes runs test as the subtests "plain" and "aes" (WeChat's safe
+// mode), each with a database of its own; env is the server's environment.
+func inBothModes(t *testing.T, test func(t *testing.T, aes string, env map[string]string)) {
+	for _, aes := range []string{"", testAESKey} {
+		name := "plain"
+		if aes != "" {
+			name = "aes"
+		}
+		t.Run(name, func(t *testing.T) {
+			test(t, aes, map[string]string{"WXLOGIN_DB": filepath.Join(t.TempDir(), "wxlogin.db"), "WECHAT_AES_KEY": aes})
+		})
 	}
 }
