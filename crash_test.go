@@ -117,6 +117,18 @@ func newChildService(t *testing.T, bin string, env map[string]string) *childServ
 		cs.mu.Lock()
 		p := cs.proc
 		cs.mu.Unlock()
+		if p != nil && t.Failed() {
+			// A failed test may be a hang in the service: SIGQUIT makes the
+			// Go runtime print every goroutine's stack on stderr and exit.
+			cs.logs.mu.Lock()
+			cs.logs.max = 5000
+			cs.logs.mu.Unlock()
+			_ = p.cmd.Process.Signal(syscall.SIGQUIT)
+			select {
+			case <-p.exited:
+			case <-time.After(5 * time.Second):
+			}
+		}
 		if p != nil {
 			_ = p.cmd.Process.Kill()
 			<-p.exited
@@ -510,7 +522,7 @@ func (c *loginClient) createScene(ctx context.Context) (sceneInfo, error) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/api/v1/login/scenes", nil)
 		resp, err := c.hc.Do(req)
 		if ctx.Err() != nil {
-			return sceneInfo{}, ctx.Err()
+			return sceneInfo{}, fmt.Errorf("create scene: %w", ctx.Err())
 		}
 		if err == nil {
 			var sc sceneInfo
@@ -535,7 +547,7 @@ func (c *loginClient) scan(ctx context.Context, sceneID string, firstFollow bool
 	for {
 		r, err := c.sim.Send(ctx, ev)
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return fmt.Errorf("scan of %s (last try: %v): %w", sceneID, err, ctx.Err())
 		}
 		switch {
 		case err == nil && r.Status == http.StatusOK:
@@ -659,7 +671,7 @@ func (c *loginClient) waitPoll(ctx context.Context, sc sceneInfo) (string, error
 		req.Header.Set("Authorization", "Bearer "+sc.Secret)
 		resp, err := c.hc.Do(req)
 		if ctx.Err() != nil {
-			return "", ctx.Err()
+			return "", fmt.Errorf("poll %s: %w", sc.SceneID, ctx.Err())
 		}
 		if err != nil {
 			pendingThenBroken = pendingThenBroken || sawPending
@@ -703,7 +715,7 @@ func (c *loginClient) exchange(ctx context.Context, sc sceneInfo, code string) e
 		req.Header.Set("Authorization", "Bearer "+sc.Secret)
 		resp, err := c.hc.Do(req)
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return fmt.Errorf("exchange %s: %w", sc.SceneID, ctx.Err())
 		}
 		if err != nil {
 			pause(ctx, 50*time.Millisecond)
