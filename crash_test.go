@@ -106,6 +106,7 @@ func newChildService(t *testing.T, bin string, env map[string]string) *childServ
 		"WXLOGIN_MAX_STREAMS_PER_IP": "0",
 		"WXLOGIN_LOG_FORMAT":         "json",
 		"WXLOGIN_SHUTDOWN_GRACE":     "5s",
+		"GOTRACEBACK":                "all", // the SIGQUIT dump on failure shows every goroutine
 	}
 	for k, v := range env {
 		full[k] = v
