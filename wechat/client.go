@@ -54,6 +54,7 @@ type Config struct {
 // Client talks to WeChat's API through silenceper.
 type Client struct {
 	oa       *officialaccount.OfficialAccount
+	qr       *basic.Basic // built once: silenceper's GetBasic fills it lazily without a lock
 	cache    cache.Cache
 	log      *slog.Logger
 	inFlight chan struct{}
@@ -88,6 +89,11 @@ func NewClient(cfg Config, log *slog.Logger) *Client {
 		Cache:       tokenWatch{Cache: c, fetched: func() { cl.observe("token", 0) }},
 		UseStableAK: true,
 	})
+	// OfficialAccount.GetBasic creates its object on first use with no
+	// lock, so concurrent first calls race (seen under -race when a new
+	// instance got several scene creations at once). Take it here, before
+	// the client is shared.
+	cl.qr = cl.oa.GetBasic()
 	return cl
 }
 
@@ -182,7 +188,7 @@ func (c *Client) issueWithToken(ctx context.Context, sceneID string, ttl time.Du
 
 func (c *Client) issueOnce(sceneID string, ttl time.Duration) (login.QR, int64, error) {
 	// NewTmpQrRequest takes a Duration: a bare 120 would be 120 ns.
-	t, err := c.oa.GetBasic().GetQRTicket(basic.NewTmpQrRequest(ttl, sceneID))
+	t, err := c.qr.GetQRTicket(basic.NewTmpQrRequest(ttl, sceneID))
 	var code int64
 	if t != nil {
 		code = t.ErrCode

@@ -356,3 +356,29 @@ func TestCallbackAnswersWhenStorageStalls(t *testing.T) {
 		t.Fatalf("login count %v (%v), want exactly 1", u, err)
 	}
 }
+
+// TestFirstQRCallsAtOnce: a new instance's first scene creations arrive
+// together. silenceper builds its QR API object lazily on first use without
+// a lock (OfficialAccount.GetBasic); the client must not race there (-race).
+func TestFirstQRCallsAtOnce(t *testing.T) {
+	misbehavingWeChat(t)
+	s := startMisbehaveService(t, "wxmisbehave_first")
+	const n = 16
+	start := make(chan struct{})
+	answers := make(chan int, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			<-start
+			answers <- s.create(t).status
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(answers)
+	for status := range answers {
+		if status != http.StatusCreated {
+			t.Errorf("scene creation answered %d", status)
+		}
+	}
+}
