@@ -147,6 +147,15 @@ func storeAfterStop(t *testing.T, srv *testServer, dbPath string) storeDump {
 	return dumpBolt(t, db)
 }
 
+// dumpStore checkpoints a live store's journal into bbolt and dumps the file.
+func dumpStore(t *testing.T, store *storage.Bolt) storeDump {
+	t.Helper()
+	if err := store.Checkpoint(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return dumpBolt(t, store.DB())
+}
+
 func dumpBolt(t *testing.T, db *bolt.DB) storeDump {
 	t.Helper()
 	d := storeDump{}
@@ -500,7 +509,7 @@ func TestDedupeKeysKeptADay(t *testing.T) {
 		return replyText(t, sim, rec.Code, rec.Body.String())
 	}
 	records := func() int {
-		return len(dumpBolt(t, store.DB())["callbacks"])
+		return len(dumpStore(t, store)["callbacks"])
 	}
 
 	first := deliver()
@@ -525,7 +534,7 @@ func TestDedupeKeysKeptADay(t *testing.T) {
 	if _, err := svc.Sweep(ctx); err != nil {
 		t.Fatal(err)
 	}
-	d := dumpBolt(t, store.DB())
+	d := dumpStore(t, store)
 	if len(d["callbacks"]) != 0 || len(d["callbacks_due"]) != 0 {
 		t.Fatalf("after 24 h: %d records, %d index entries left", len(d["callbacks"]), len(d["callbacks_due"]))
 	}

@@ -157,7 +157,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, self string) (*ap
 // answers, and requests fail with 503 meanwhile.
 func openStore(ctx context.Context, cfg *config, log *slog.Logger) (login.Store, *redis.Client, error) {
 	if cfg.RedisURL == "" {
-		st, err := storage.OpenBolt(cfg.DB)
+		st, err := storage.OpenBolt(cfg.DB, storage.WithLogger(log))
 		if err != nil {
 			return nil, nil, err
 		}

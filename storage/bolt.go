@@ -3,13 +3,13 @@
 package storage
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
+	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -19,24 +19,65 @@ import (
 	"wxlogin/login"
 )
 
-// Bucket names. The *_due buckets are expiry indexes: keys are a big-endian
-// UnixNano followed by the record key, so a cursor walks them in time order.
-var (
-	bucketScenes       = []byte("scenes")
-	bucketScenesDue    = []byte("scenes_due")
-	bucketUsers        = []byte("users")
-	bucketCallbacks    = []byte("callbacks")
-	bucketCallbacksDue = []byte("callbacks_due")
-	bucketSessions     = []byte("sessions")
-	bucketSessionsDue  = []byte("sessions_due")
-	allBuckets         = [][]byte{bucketScenes, bucketScenesDue, bucketUsers, bucketCallbacks,
-		bucketCallbacksDue, bucketSessions, bucketSessionsDue}
+// Buckets, by the index the journal records them with (never renumber).
+// The *Due buckets are expiry indexes: keys are a big-endian UnixNano
+// followed by the record key, so a cursor walks them in time order.
+const (
+	bScenes uint8 = iota
+	bScenesDue
+	bUsers
+	bCallbacks
+	bCallbacksDue
+	bSessions
+	bSessionsDue
 )
 
-// Bolt is a login.Store on one bbolt file.
+var allBuckets = [][]byte{
+	bScenes:       []byte("scenes"),
+	bScenesDue:    []byte("scenes_due"),
+	bUsers:        []byte("users"),
+	bCallbacks:    []byte("callbacks"),
+	bCallbacksDue: []byte("callbacks_due"),
+	bSessions:     []byte("sessions"),
+	bSessionsDue:  []byte("sessions_due"),
+}
+
+// bucketMeta holds the last journal generation written into bbolt.
+var (
+	bucketMeta    = []byte("meta")
+	keyJournalGen = []byte("journal_gen")
+)
+
+// checkpointEvery is how often bbolt is brought up to date with the journal
+// (sooner when a generation passes rotateBytes). Each checkpoint is one
+// bbolt commit for everything written since the previous one.
+const checkpointEvery = 500 * time.Millisecond
+
+// Bolt is a login.Store on one bbolt file and its write-ahead journal
+// (journal.go). A write returns once its journal record is synced; reads
+// see it at once through an in-memory overlay of the writes not yet in
+// bbolt; a background checkpoint moves them into bbolt in one commit.
 type Bolt struct {
-	db      *bolt.DB
-	commits *groupCommit
+	db  *bolt.DB
+	j   *journal
+	log *slog.Logger
+
+	// writeMu orders writes: each reads, decides and appends its journal
+	// record under it, so the journal's order is the order of the changes.
+	writeMu  sync.Mutex
+	gen      uint64 // generation being written (under writeMu)
+	switched uint64 // last record of the previous generation (under writeMu)
+
+	ovMu    sync.RWMutex
+	overlay map[string]*entry // bucket index + key → latest write not yet in bbolt
+
+	ckMu   sync.Mutex
+	todo   *checkpoint // a closed generation not yet in bbolt (under ckMu)
+	ckErr  error       // the last checkpoint's failure, for Ping (under ckMu)
+	full   chan struct{}
+	stop   chan struct{}
+	looped chan struct{}
+	closed sync.Once
 }
 
 // BoltOption configures OpenBolt.
@@ -44,15 +85,29 @@ type BoltOption func(*boltConfig)
 
 type boltConfig struct {
 	lockTimeout time.Duration
+	log         *slog.Logger
+	sync        func(*os.File) error
+	every       time.Duration // checkpoint interval
 }
 
 // WithLockTimeout bounds the wait for the file lock (default 1 s), so a second
 // process on the same file fails fast.
 func WithLockTimeout(d time.Duration) BoltOption { return func(c *boltConfig) { c.lockTimeout = d } }
 
-// OpenBolt opens (or creates) the database file at path.
+// WithLogger sets where checkpoint failures and replays are logged.
+func WithLogger(l *slog.Logger) BoltOption { return func(c *boltConfig) { c.log = l } }
+
+// WithJournalSync replaces the journal's fdatasync, so a test can make the
+// disk stall or fail under a real store.
+func WithJournalSync(sync func(*os.File) error) BoltOption {
+	return func(c *boltConfig) { c.sync = sync }
+}
+
+// OpenBolt opens (or creates) the database file at path and its journal
+// (path-wal.0, path-wal.1), and replays into bbolt what the journal holds
+// beyond bbolt's last checkpoint (after a crash).
 func OpenBolt(path string, opts ...BoltOption) (*Bolt, error) {
-	cfg := boltConfig{lockTimeout: time.Second}
+	cfg := boltConfig{lockTimeout: time.Second, log: slog.Default(), sync: fdatasync, every: checkpointEvery}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -63,11 +118,15 @@ func OpenBolt(path string, opts ...BoltOption) (*Bolt, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
+	var ckGen uint64
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range allBuckets {
+		for _, b := range append(allBuckets, bucketMeta) {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
+		}
+		if v := tx.Bucket(bucketMeta).Get(keyJournalGen); len(v) == 8 {
+			ckGen = binary.BigEndian.Uint64(v)
 		}
 		return nil
 	})
@@ -75,19 +134,70 @@ func OpenBolt(path string, opts ...BoltOption) (*Bolt, error) {
 		db.Close()
 		return nil, fmt.Errorf("open database %s: create buckets: %w", path, err)
 	}
-	return &Bolt{db: db, commits: &groupCommit{db: db}}, nil
+	// The journal's files are opened only now, under bbolt's file lock.
+	files, segs, err := openSegments(path)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	gen, err := replay(db, segs, ckGen, cfg.log)
+	if err != nil {
+		closeFiles(files)
+		db.Close()
+		return nil, fmt.Errorf("open database %s: replay journal: %w", path, err)
+	}
+	b := &Bolt{
+		db:      db,
+		log:     cfg.log,
+		gen:     gen + 1,
+		overlay: map[string]*entry{},
+		full:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		looped:  make(chan struct{}),
+	}
+	// Both segments now hold only checkpointed generations: start the next
+	// one in either.
+	b.j = newJournal(files, 0, b.gen, b.full)
+	b.j.sync = cfg.sync
+	go b.checkpointLoop(cfg.every)
+	return b, nil
 }
 
 // DB exposes the bbolt handle (consistency checks in tests and tools).
+// Writes reach it at the next checkpoint: call Checkpoint first to see them.
 func (b *Bolt) DB() *bolt.DB { return b.db }
 
-// Close closes the file.
-func (b *Bolt) Close() error { return b.db.Close() }
+// Close moves every write into bbolt and closes the journal and the file.
+func (b *Bolt) Close() error {
+	var err error
+	b.closed.Do(func() {
+		close(b.stop)
+		<-b.looped
+		err = b.checkpoint()
+		if jerr := b.j.close(); err == nil {
+			err = jerr
+		}
+		if derr := b.db.Close(); err == nil {
+			err = derr
+		}
+	})
+	return err
+}
 
-// Ping checks that the database can be read.
+// Ping checks that the journal works, that checkpoints succeed and that
+// the database can be read.
 func (b *Bolt) Ping(ctx context.Context) error {
+	if err := b.j.err(); err != nil {
+		return err
+	}
+	b.ckMu.Lock()
+	err := b.ckErr
+	b.ckMu.Unlock()
+	if err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
 	return b.db.View(func(tx *bolt.Tx) error {
-		if tx.Bucket(bucketScenes) == nil {
+		if tx.Bucket(allBuckets[bScenes]) == nil {
 			return errors.New("scenes bucket missing")
 		}
 		return nil
@@ -96,23 +206,18 @@ func (b *Bolt) Ping(ctx context.Context) error {
 
 // CreateScene stores a new scene.
 func (b *Bolt) CreateScene(ctx context.Context, s *login.Scene) error {
-	err := b.commits.do(func(tx *bolt.Tx) error {
-		if tx.Bucket(bucketScenes).Get([]byte(s.ID)) != nil {
+	err := b.write(ctx, func(w *wtx) error {
+		if w.get(bScenes, s.ID) != nil {
 			return login.Errorf(login.ECONFLICT, "scene exists")
 		}
-		return putScene(tx, nil, s)
+		return putScene(w, nil, s)
 	})
 	return wrap("create scene", err)
 }
 
 // Scene reads a scene.
 func (b *Bolt) Scene(ctx context.Context, id string) (*login.Scene, error) {
-	var s *login.Scene
-	err := b.db.View(func(tx *bolt.Tx) error {
-		var err error
-		s, err = getScene(tx, id)
-		return err
-	})
+	s, err := read[login.Scene](ctx, b, bScenes, id)
 	if err != nil {
 		return nil, wrap("read scene", err)
 	}
@@ -124,12 +229,7 @@ func (b *Bolt) Scene(ctx context.Context, id string) (*login.Scene, error) {
 
 // User reads a user by openid.
 func (b *Bolt) User(ctx context.Context, openID string) (*login.User, error) {
-	var u *login.User
-	err := b.db.View(func(tx *bolt.Tx) error {
-		var err error
-		u, err = getJSON[login.User](tx.Bucket(bucketUsers), openID)
-		return err
-	})
+	u, err := read[login.User](ctx, b, bUsers, openID)
 	if err != nil {
 		return nil, wrap("read user", err)
 	}
@@ -139,98 +239,88 @@ func (b *Bolt) User(ctx context.Context, openID string) (*login.User, error) {
 	return u, nil
 }
 
-// Update runs fn on the named records and commits its Write in one
-// transaction. Concurrent updates share commits (groupCommit).
+// Update runs fn on the named records and commits its Write atomically:
+// one journal record.
 func (b *Bolt) Update(ctx context.Context, k login.Keys, fn login.UpdateFunc) error {
-	err := b.commits.do(func(tx *bolt.Tx) error {
+	err := b.write(ctx, func(w *wtx) error {
 		var snap login.Snapshot
 		var err error
 		if k.SceneID != "" {
-			if snap.Scene, err = getScene(tx, k.SceneID); err != nil {
+			if snap.Scene, err = decode[login.Scene](w.get(bScenes, k.SceneID), k.SceneID); err != nil {
 				return err
 			}
 		}
 		if k.OpenID != "" {
-			if snap.User, err = getJSON[login.User](tx.Bucket(bucketUsers), k.OpenID); err != nil {
+			if snap.User, err = decode[login.User](w.get(bUsers, k.OpenID), k.OpenID); err != nil {
 				return err
 			}
 		}
 		if k.DedupeKey != "" {
-			if snap.Record, err = getJSON[login.CallbackRecord](tx.Bucket(bucketCallbacks), k.DedupeKey); err != nil {
+			if snap.Record, err = decode[login.CallbackRecord](w.get(bCallbacks, k.DedupeKey), k.DedupeKey); err != nil {
 				return err
 			}
 		}
 		old := snap.Scene
-		w, err := fn(snap)
+		wr, err := fn(snap)
 		if err != nil {
 			return err
 		}
-		return applyWrite(tx, k, old, w)
+		return applyWrite(w, k, old, wr)
 	})
 	return wrap("update", err)
 }
 
-func applyWrite(tx *bolt.Tx, k login.Keys, old *login.Scene, w login.Write) error {
+func applyWrite(w *wtx, k login.Keys, old *login.Scene, wr login.Write) error {
 	switch {
-	case w.DeleteScene && w.Scene != nil:
-		if err := deleteScene(tx, old); err != nil {
-			return err
-		}
-	case w.Scene != nil:
-		if err := putScene(tx, old, w.Scene); err != nil {
-			return err
-		}
-	}
-	if w.User != nil {
-		if err := putJSON(tx.Bucket(bucketUsers), w.User.OpenID, w.User); err != nil {
+	case wr.DeleteScene && wr.Scene != nil:
+		deleteScene(w, old)
+	case wr.Scene != nil:
+		if err := putScene(w, old, wr.Scene); err != nil {
 			return err
 		}
 	}
-	if w.Record != nil && k.DedupeKey != "" {
-		if err := putJSON(tx.Bucket(bucketCallbacks), k.DedupeKey, w.Record); err != nil {
+	if wr.User != nil {
+		if err := w.putJSON(bUsers, wr.User.OpenID, wr.User); err != nil {
 			return err
 		}
-		due := w.Record.HandledAt.Add(login.DedupeTTL)
-		if err := tx.Bucket(bucketCallbacksDue).Put(dueKey(due, k.DedupeKey), nil); err != nil {
+	}
+	if wr.Record != nil && k.DedupeKey != "" {
+		if err := w.putJSON(bCallbacks, k.DedupeKey, wr.Record); err != nil {
 			return err
 		}
+		w.put(bCallbacksDue, string(dueKey(wr.Record.HandledAt.Add(login.DedupeTTL), k.DedupeKey)), nil)
 	}
 	return nil
 }
 
 // DueScenes lists scenes whose next check is at or before now.
 func (b *Bolt) DueScenes(ctx context.Context, now time.Time, limit int) ([]string, error) {
-	var ids []string
-	err := b.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketScenesDue).Cursor()
-		end := dueKey(now, "")
-		for k, _ := c.First(); k != nil && bytes.Compare(k[:8], end[:8]) <= 0 && len(ids) < limit; k, _ = c.Next() {
-			ids = append(ids, string(k[8:]))
-		}
-		return nil
-	})
-	return ids, wrap("list due scenes", err)
+	keys, err := b.dueKeys(nil, bScenesDue, now, limit)
+	if err != nil {
+		return nil, wrap("list due scenes", err)
+	}
+	ids := make([]string, len(keys))
+	for i, k := range keys {
+		ids[i] = k[8:]
+	}
+	return ids, nil
 }
 
 // CreateSession stores a session by its token hash.
 func (b *Bolt) CreateSession(ctx context.Context, s *login.Session) error {
-	err := b.commits.do(func(tx *bolt.Tx) error {
-		if err := putJSON(tx.Bucket(bucketSessions), s.TokenHash, s); err != nil {
+	err := b.write(ctx, func(w *wtx) error {
+		if err := w.putJSON(bSessions, s.TokenHash, s); err != nil {
 			return err
 		}
-		return tx.Bucket(bucketSessionsDue).Put(dueKey(s.ExpiresAt, s.TokenHash), nil)
+		w.put(bSessionsDue, string(dueKey(s.ExpiresAt, s.TokenHash)), nil)
+		return nil
 	})
 	return wrap("create session", err)
 }
 
 // Session reads a session by token hash.
 func (b *Bolt) Session(ctx context.Context, tokenHash string) (*login.Session, error) {
-	var s *login.Session
-	err := b.db.View(func(tx *bolt.Tx) error {
-		var err error
-		s, err = getJSON[login.Session](tx.Bucket(bucketSessions), tokenHash)
-		return err
-	})
+	s, err := read[login.Session](ctx, b, bSessions, tokenHash)
 	if err != nil {
 		return nil, wrap("read session", err)
 	}
@@ -242,79 +332,58 @@ func (b *Bolt) Session(ctx context.Context, tokenHash string) (*login.Session, e
 
 // DeleteSession removes a session; removing a missing one is not an error.
 func (b *Bolt) DeleteSession(ctx context.Context, tokenHash string) error {
-	err := b.commits.do(func(tx *bolt.Tx) error {
-		s, err := getJSON[login.Session](tx.Bucket(bucketSessions), tokenHash)
+	err := b.write(ctx, func(w *wtx) error {
+		s, err := decode[login.Session](w.get(bSessions, tokenHash), tokenHash)
 		if err != nil || s == nil {
 			return err
 		}
-		if err := tx.Bucket(bucketSessionsDue).Delete(dueKey(s.ExpiresAt, tokenHash)); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketSessions).Delete([]byte(tokenHash))
+		w.del(bSessionsDue, string(dueKey(s.ExpiresAt, tokenHash)))
+		w.del(bSessions, tokenHash)
+		return nil
 	})
 	return wrap("delete session", err)
 }
 
+// purgeBatch bounds one Purge call (one journal record): the sweeper calls
+// again on its next tick.
+const purgeBatch = 10000
+
 // Purge deletes callback records older than a day and expired sessions,
 // walking the expiry indexes (a bounded amount per call).
 func (b *Bolt) Purge(ctx context.Context, now time.Time) error {
-	err := b.db.Update(func(tx *bolt.Tx) error {
-		if err := purgeIndex(tx, bucketCallbacksDue, bucketCallbacks, now); err != nil {
-			return err
-		}
-		return purgeIndex(tx, bucketSessionsDue, bucketSessions, now)
+	err := b.write(ctx, func(w *wtx) error {
+		purgeIndex(w, bCallbacksDue, bCallbacks, now)
+		purgeIndex(w, bSessionsDue, bSessions, now)
+		return nil
 	})
 	return wrap("purge", err)
 }
 
-func purgeIndex(tx *bolt.Tx, index, records []byte, now time.Time) error {
-	idx, recs := tx.Bucket(index), tx.Bucket(records)
-	end := dueKey(now, "")
-	c := idx.Cursor()
-	for n, k := 0, firstKey(c); k != nil && n < 10000 && bytes.Compare(k[:8], end[:8]) <= 0; n++ {
-		k = append([]byte(nil), k...) // cursor memory is not ours once we delete
-		if err := recs.Delete(k[8:]); err != nil {
-			return err
-		}
-		if err := c.Delete(); err != nil {
-			return err
-		}
-		k, _ = c.Seek(k)
+func purgeIndex(w *wtx, index, records uint8, now time.Time) {
+	for _, k := range w.dueKeys(index, now, purgeBatch) {
+		w.del(records, k[8:])
+		w.del(index, k)
 	}
-	return nil
-}
-
-func firstKey(c *bolt.Cursor) []byte {
-	k, _ := c.First()
-	return k
-}
-
-func getScene(tx *bolt.Tx, id string) (*login.Scene, error) {
-	return getJSON[login.Scene](tx.Bucket(bucketScenes), id)
 }
 
 // putScene writes a scene and moves its expiry-index entry.
-func putScene(tx *bolt.Tx, old, s *login.Scene) error {
-	due := tx.Bucket(bucketScenesDue)
+func putScene(w *wtx, old, s *login.Scene) error {
 	if old != nil {
-		if err := due.Delete(dueKey(old.NextCheck(), old.ID)); err != nil {
-			return err
-		}
+		w.del(bScenesDue, string(dueKey(old.NextCheck(), old.ID)))
 	}
-	if err := putJSON(tx.Bucket(bucketScenes), s.ID, s); err != nil {
+	if err := w.putJSON(bScenes, s.ID, s); err != nil {
 		return err
 	}
-	return due.Put(dueKey(s.NextCheck(), s.ID), nil)
+	w.put(bScenesDue, string(dueKey(s.NextCheck(), s.ID)), nil)
+	return nil
 }
 
-func deleteScene(tx *bolt.Tx, old *login.Scene) error {
+func deleteScene(w *wtx, old *login.Scene) {
 	if old == nil {
-		return nil
+		return
 	}
-	if err := tx.Bucket(bucketScenesDue).Delete(dueKey(old.NextCheck(), old.ID)); err != nil {
-		return err
-	}
-	return tx.Bucket(bucketScenes).Delete([]byte(old.ID))
+	w.del(bScenesDue, string(dueKey(old.NextCheck(), old.ID)))
+	w.del(bScenes, old.ID)
 }
 
 // dueKey is a big-endian time followed by the record key: bytewise order is time order.
@@ -329,8 +398,8 @@ func dueKey(t time.Time, key string) []byte {
 	return b
 }
 
-func getJSON[T any](b *bolt.Bucket, key string) (*T, error) {
-	raw := b.Get([]byte(key))
+// decode turns a stored value into a record; nil stays nil (not found).
+func decode[T any](raw []byte, key string) (*T, error) {
 	if raw == nil {
 		return nil, nil
 	}
@@ -339,113 +408,6 @@ func getJSON[T any](b *bolt.Bucket, key string) (*T, error) {
 		return nil, fmt.Errorf("decode record %q: %w", key, err)
 	}
 	return v, nil
-}
-
-func putJSON(b *bolt.Bucket, key string, v any) error {
-	raw, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return b.Put([]byte(key), raw)
-}
-
-// groupCommit folds concurrent writers into shared commits: a commit starts
-// as soon as the previous one ends, carrying every update that arrived
-// meanwhile. bolt.DB.Batch instead waits MaxBatchDelay on a timer for
-// company: a lone scan paid 0.5 ms plus the timer's wake-up, which a busy
-// machine delays by milliseconds (BenchmarkBoltUpdate: 1.5 ms per update on
-// tmpfs, all of it waiting). Like Batch, a function may run more than once
-// and one that fails is retried alone so its error is its own.
-type groupCommit struct {
-	db *bolt.DB
-
-	mu    sync.Mutex
-	queue []commitCall
-	busy  bool // a leader is committing; new calls wait for the next batch
-}
-
-type commitCall struct {
-	fn  func(*bolt.Tx) error
-	err chan error
-}
-
-// maxCommitBatch bounds one transaction (bbolt's MaxBatchSize default).
-const maxCommitBatch = 1000
-
-var errTrySolo = errors.New("batched function failed; run it alone")
-
-// do runs fn in a shared read-write transaction and returns once it is
-// committed (fsync'ed).
-func (g *groupCommit) do(fn func(*bolt.Tx) error) error {
-	call := commitCall{fn: fn, err: make(chan error, 1)}
-	g.mu.Lock()
-	g.queue = append(g.queue, call)
-	lead := !g.busy
-	g.busy = true
-	g.mu.Unlock()
-	if lead {
-		g.lead()
-	}
-	err := <-call.err
-	if errors.Is(err, errTrySolo) {
-		err = g.db.Update(fn)
-	}
-	return err
-}
-
-// lead commits the queued calls as one batch, then hands the next batch to
-// a new leader, so no caller waits for commits other than its own.
-func (g *groupCommit) lead() {
-	g.mu.Lock()
-	n := min(len(g.queue), maxCommitBatch)
-	calls := slices.Clone(g.queue[:n])
-	g.queue = g.queue[n:]
-	g.mu.Unlock()
-
-	g.commit(calls)
-
-	g.mu.Lock()
-	if len(g.queue) > 0 {
-		go g.lead()
-	} else {
-		g.busy = false
-		g.queue = nil
-	}
-	g.mu.Unlock()
-}
-
-func (g *groupCommit) commit(calls []commitCall) {
-	for len(calls) > 0 {
-		failed := -1
-		err := g.db.Update(func(tx *bolt.Tx) error {
-			for i, c := range calls {
-				if err := callSafely(c.fn, tx); err != nil {
-					failed = i
-					return err
-				}
-			}
-			return nil
-		})
-		if failed < 0 {
-			for _, c := range calls {
-				c.err <- err // nil, or a commit failure every caller shares
-			}
-			return
-		}
-		calls[failed].err <- errTrySolo
-		calls = slices.Delete(calls, failed, failed+1)
-	}
-}
-
-// callSafely turns a panic in fn into an error, so one bad update cannot
-// take the other callers of its batch down with it.
-func callSafely(fn func(*bolt.Tx) error, tx *bolt.Tx) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("panic in update: %v", p)
-		}
-	}()
-	return fn(tx)
 }
 
 // wrap keeps domain errors as they are and marks everything else as a

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -54,6 +55,7 @@ func misbehavingWeChat(t *testing.T) *wechat.StandIn {
 type misbehaveService struct {
 	URL   string
 	store *storage.Bolt
+	disk  *diskGate
 	svc   *login.Service
 	sim   *wechat.Simulator
 	calls *observed
@@ -83,7 +85,8 @@ const misbehaveToken = "misbehave-token"
 
 func startMisbehaveService(t *testing.T, appID string) *misbehaveService {
 	t.Helper()
-	store, err := storage.OpenBolt(filepath.Join(t.TempDir(), "wxlogin.db"))
+	disk := newDiskGate()
+	store, err := storage.OpenBolt(filepath.Join(t.TempDir(), "wxlogin.db"), storage.WithJournalSync(disk.sync))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +104,7 @@ func startMisbehaveService(t *testing.T, appID string) *misbehaveService {
 		store.Close()
 	})
 	return &misbehaveService{
-		URL: srv.URL, store: store, svc: svc, calls: calls,
+		URL: srv.URL, store: store, disk: disk, svc: svc, calls: calls,
 		sim: &wechat.Simulator{URL: srv.URL + "/wechat/callback", Token: misbehaveToken},
 	}
 }
@@ -297,9 +300,37 @@ func settle() {
 	}
 }
 
-// TestCallbackAnswersWhenStorageStalls: a long write transaction (a backup,
-// a big purge, a stuck disk) holds bbolt's single writer lock while a scan
-// arrives. The webhook must answer WeChat within its 5 s, and must not say
+// diskGate stalls the store's journal syncs on demand: a disk that stops
+// answering, under the real store.
+type diskGate struct {
+	mu   sync.Mutex
+	open chan struct{} // closed while the disk answers
+}
+
+func newDiskGate() *diskGate {
+	g := &diskGate{open: make(chan struct{})}
+	close(g.open)
+	return g
+}
+
+func (g *diskGate) sync(f *os.File) error {
+	g.mu.Lock()
+	open := g.open
+	g.mu.Unlock()
+	<-open
+	return f.Sync()
+}
+
+// stall holds every sync from now until release is called.
+func (g *diskGate) stall() (release func()) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.open = make(chan struct{})
+	return sync.OnceFunc(func() { close(g.open) })
+}
+
+// TestCallbackAnswersWhenStorageStalls: the disk stops answering (a stuck
+// volume, a full queue) while a scan arrives, so its journal sync hangs. The webhook must answer WeChat within its 5 s, and must not say
 // "success" for a scan it has not committed; WeChat's retry then gets the
 // real reply, and the login is counted exactly once.
 func TestCallbackAnswersWhenStorageStalls(t *testing.T) {
@@ -315,15 +346,12 @@ func TestCallbackAnswersWhenStorageStalls(t *testing.T) {
 	weChat := &http.Client{Timeout: 5 * time.Second}
 	s.sim.Client = weChat
 
-	stall, err := s.store.DB().Begin(true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	release := s.disk.stall()
+	defer release()
 	start := time.Now()
 	r, err := s.sim.Send(context.Background(), ev)
 	elapsed := time.Since(start)
 	if err != nil {
-		stall.Rollback()
 		t.Fatalf("WeChat got no answer within 5 s: %v (after %s)", err, elapsed)
 	}
 	if r.Status == http.StatusOK || r.Body == "success" {
@@ -333,9 +361,7 @@ func TestCallbackAnswersWhenStorageStalls(t *testing.T) {
 
 	// The stall ends: the scan queued behind it commits on its own, and
 	// WeChat's retry of the very same message gets the login reply.
-	if err := stall.Rollback(); err != nil {
-		t.Fatal(err)
-	}
+	release()
 	var reply wechat.Reply
 	for attempt := range 3 { // WeChat retries three times
 		reply, err = s.sim.Send(context.Background(), ev)
