@@ -82,6 +82,9 @@ type childService struct {
 	mu   sync.Mutex
 	proc *childProc
 	logs *tailLog
+	// replays counts starts that replayed the bbolt journal: what a crash
+	// left only in the journal.
+	replays atomic.Int32
 }
 
 type childProc struct {
@@ -163,6 +166,9 @@ func (cs *childService) start() {
 		for sc.Scan() {
 			line := sc.Text()
 			cs.logs.add(line)
+			if strings.Contains(line, "replayed the journal into bbolt") {
+				cs.replays.Add(1)
+			}
 			if strings.HasPrefix(line, "wxlogin listening on ") {
 				once.Do(func() { close(listening) })
 			}
@@ -361,6 +367,16 @@ func crashRun(t *testing.T, bin string, sig syscall.Signal, rounds int) {
 	}
 	if pendingSurvived == 0 {
 		t.Errorf("no scene was pending across a restart: the test did not test that")
+	}
+	// A kill almost always finds writes not yet checkpointed into bbolt, so
+	// restarts replay the journal; a graceful stop leaves nothing to replay.
+	replays := cs.replays.Load()
+	t.Logf("restarts that replayed the journal: %d of %d", replays, rounds)
+	if sig == syscall.SIGKILL && replays == 0 {
+		t.Errorf("no restart after kill -9 replayed the journal: the test did not test recovery")
+	}
+	if sig == syscall.SIGTERM && replays > 0 {
+		t.Errorf("%d restarts after SIGTERM replayed the journal: a graceful stop must checkpoint everything", replays)
 	}
 	if sig == syscall.SIGTERM && streamsCut > 0 {
 		t.Errorf("%d streams were cut without a retry hint on a graceful shutdown", streamsCut)
