@@ -56,7 +56,8 @@ const demoAppID = "wxdemo00000000000"
 
 func build(ctx context.Context, cfg *config, log *slog.Logger, self string) (*app, error) {
 	a := &app{}
-	store, rdb, err := openStore(ctx, cfg, log)
+	m := metrics.New()
+	store, rdb, err := openStore(ctx, cfg, log, m)
 	if err != nil {
 		return nil, err
 	}
@@ -86,7 +87,6 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, self string) (*ap
 		wcfg.Cache = wechat.NewRedisCache(rdb, cfg.RedisPrefix, log)
 	}
 	client := wechat.NewClient(wcfg, log)
-	m := metrics.New()
 	client.Observe = m.ObserveWeChat
 
 	a.svc = login.NewService(m.Store(store), m.Notifier(a.hub), client,
@@ -155,9 +155,9 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, self string) (*ap
 // for the event transport and the token cache), bbolt otherwise. An
 // unreachable Redis does not stop the start: /readyz says 503 until it
 // answers, and requests fail with 503 meanwhile.
-func openStore(ctx context.Context, cfg *config, log *slog.Logger) (login.Store, *redis.Client, error) {
+func openStore(ctx context.Context, cfg *config, log *slog.Logger, m *metrics.Metrics) (login.Store, *redis.Client, error) {
 	if cfg.RedisURL == "" {
-		st, err := storage.OpenBolt(cfg.DB, storage.WithLogger(log))
+		st, err := storage.OpenBolt(cfg.DB, storage.WithLogger(log), storage.WithTimings(m.ObserveStorage))
 		if err != nil {
 			return nil, nil, err
 		}

@@ -42,6 +42,7 @@ type Metrics struct {
 	wechatUp      prometheus.Gauge
 	duration      *prometheus.HistogramVec // route, method, code
 	inFlightTotal prometheus.Gauge
+	storage       *prometheus.HistogramVec // phase: journal_sync, checkpoint
 }
 
 // New creates the collectors on a fresh registry, with the Go runtime and
@@ -91,12 +92,18 @@ func New() *Metrics {
 			Namespace: namespace, Name: "http_requests_in_flight",
 			Help: "HTTP requests being served; an SSE stream only while it starts (see open_streams).",
 		}),
+		storage: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "bbolt_seconds",
+			Help: "bbolt store: journal_sync is one write and fdatasync of the journal, shared by the writes waiting " +
+				"(a scan waits for one); checkpoint is one bbolt commit of everything since the previous one.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+		}, []string{"phase"}),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.scenes, m.streams, m.streamLife, m.longPolls, m.rejected, m.callbacks,
-		m.wechatCalls, m.wechatUp, m.duration, m.inFlightTotal,
+		m.wechatCalls, m.wechatUp, m.duration, m.inFlightTotal, m.storage,
 	)
 	// Known series start at zero, so rate() works from the first scrape.
 	for _, ev := range []string{"created", "scanned", "confirmed", "denied", "expired", "consumed"} {
@@ -104,6 +111,12 @@ func New() *Metrics {
 	}
 	m.wechatUp.Set(1) // nothing has failed yet
 	return m
+}
+
+// ObserveStorage records how long a phase of the bbolt store took (for
+// storage.WithTimings).
+func (m *Metrics) ObserveStorage(phase string, d time.Duration) {
+	m.storage.WithLabelValues(phase).Observe(d.Seconds())
 }
 
 // Registry is the registry the metrics live on.

@@ -55,14 +55,14 @@ func sharedStandIn() *wechat.StandIn {
 
 func startService(t *testing.T) *service {
 	t.Helper()
-	store, err := storage.OpenBolt(filepath.Join(t.TempDir(), "wxlogin.db"))
+	m := metrics.New()
+	store, err := storage.OpenBolt(filepath.Join(t.TempDir(), "wxlogin.db"), storage.WithTimings(m.ObserveStorage))
 	if err != nil {
 		t.Fatal(err)
 	}
 	logs := &lockedBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
 	hub := events.NewHub(events.WithLogger(log))
-	m := metrics.New()
 
 	client := wechat.NewClient(wechat.Config{AppID: "wxmetricstest", AppSecret: "s", Token: callbackToken}, log)
 	client.Observe = m.ObserveWeChat
@@ -188,6 +188,19 @@ func TestMetricsFollowALogin(t *testing.T) {
 	}
 	if strings.Contains(text, metrics.StreamRoute) || strings.Contains(text, a.SceneID) {
 		t.Errorf("the stream route or a raw path is in the duration metric")
+	}
+
+	// The store's disk: every write above waited for a journal sync (two
+	// scenes and two scans at least), and a checkpoint follows within 0.5 s.
+	if n, _ := valueOf(text, `wxlogin_bbolt_seconds_count{phase="journal_sync"}`); n < 4 {
+		t.Errorf("journal syncs observed: %v, want at least 4", n)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for n, _ := valueOf(text, `wxlogin_bbolt_seconds_count{phase="checkpoint"}`); n < 1; n, _ = valueOf(s.scrape(t), `wxlogin_bbolt_seconds_count{phase="checkpoint"}`) {
+		if time.Now().After(deadline) {
+			t.Fatal("no checkpoint observed within 5 s")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

@@ -58,9 +58,10 @@ const checkpointEvery = 500 * time.Millisecond
 // see it at once through an in-memory overlay of the writes not yet in
 // bbolt; a background checkpoint moves them into bbolt in one commit.
 type Bolt struct {
-	db  *bolt.DB
-	j   *journal
-	log *slog.Logger
+	db      *bolt.DB
+	j       *journal
+	log     *slog.Logger
+	timings func(phase string, d time.Duration)
 
 	// writeMu orders writes: each reads, decides and appends its journal
 	// record under it, so the journal's order is the order of the changes.
@@ -88,6 +89,7 @@ type boltConfig struct {
 	log         *slog.Logger
 	sync        func(*os.File) error
 	every       time.Duration // checkpoint interval
+	timings     func(phase string, d time.Duration)
 }
 
 // WithLockTimeout bounds the wait for the file lock (default 1 s), so a second
@@ -103,11 +105,19 @@ func WithJournalSync(sync func(*os.File) error) BoltOption {
 	return func(c *boltConfig) { c.sync = sync }
 }
 
+// WithTimings reports how long each journal sync ("journal_sync": one write
+// and fdatasync, shared by the writes waiting) and each checkpoint
+// ("checkpoint": one bbolt commit) took, for metrics.
+func WithTimings(observe func(phase string, d time.Duration)) BoltOption {
+	return func(c *boltConfig) { c.timings = observe }
+}
+
 // OpenBolt opens (or creates) the database file at path and its journal
 // (path-wal.0, path-wal.1), and replays into bbolt what the journal holds
 // beyond bbolt's last checkpoint (after a crash).
 func OpenBolt(path string, opts ...BoltOption) (*Bolt, error) {
-	cfg := boltConfig{lockTimeout: time.Second, log: slog.Default(), sync: fdatasync, every: checkpointEvery}
+	cfg := boltConfig{lockTimeout: time.Second, log: slog.Default(), sync: fdatasync, every: checkpointEvery,
+		timings: func(string, time.Duration) {}}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -149,6 +159,7 @@ func OpenBolt(path string, opts ...BoltOption) (*Bolt, error) {
 	b := &Bolt{
 		db:      db,
 		log:     cfg.log,
+		timings: cfg.timings,
 		gen:     gen + 1,
 		overlay: map[string]*entry{},
 		full:    make(chan struct{}, 1),
@@ -159,6 +170,7 @@ func OpenBolt(path string, opts ...BoltOption) (*Bolt, error) {
 	// one in either.
 	b.j = newJournal(files, 0, b.gen, b.full)
 	b.j.sync = cfg.sync
+	b.j.timed = func(d time.Duration) { cfg.timings("journal_sync", d) }
 	go b.checkpointLoop(cfg.every)
 	return b, nil
 }

@@ -1,6 +1,8 @@
 package storage
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -10,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 )
 
 // The journal is a write-ahead log in front of bbolt. A write is durable
@@ -49,8 +52,9 @@ var crcTable = crc32.MakeTable(crc32.Castagnoli)
 var errJournalClosed = errors.New("journal closed")
 
 type journal struct {
-	sync func(*os.File) error // fdatasync; replaceable to inject a stalled disk in tests
-	full chan<- struct{}      // nudged (never blocking) when a generation passes rotateBytes
+	sync  func(*os.File) error // fdatasync; replaceable to inject a stalled disk in tests
+	full  chan<- struct{}      // nudged (never blocking) when a generation passes rotateBytes
+	timed func(time.Duration)  // how long each leader's write and sync took
 
 	mu      sync.Mutex
 	pending []byte // records appended and not yet written
@@ -84,12 +88,11 @@ func openSegments(dbPath string) (files [2]*os.File, segs [2]segment, err error)
 			return files, segs, err
 		}
 		files[i] = f
-		data, err := io.ReadAll(io.NewSectionReader(f, 0, 1<<62))
+		segs[i], err = readSegment(io.NewSectionReader(f, 0, 1<<62))
 		if err != nil {
 			closeFiles(files)
 			return files, segs, fmt.Errorf("read journal %s: %w", p, err)
 		}
-		segs[i] = decodeSegment(data)
 	}
 	return files, segs, nil
 }
@@ -154,6 +157,7 @@ func newJournal(files [2]*os.File, active int, gen uint64, full chan<- struct{})
 	return &journal{
 		sync:   fdatasync,
 		full:   full,
+		timed:  func(time.Duration) {},
 		files:  files,
 		active: active,
 		gen:    gen,
@@ -213,7 +217,9 @@ func (j *journal) lead() {
 	j.pending, j.spare, j.cut = j.spare[:0], nil, -1
 	j.mu.Unlock()
 
+	start := time.Now()
 	size, err := j.write(buf, cut)
+	j.timed(time.Since(start))
 
 	j.mu.Lock()
 	if err != nil {
@@ -327,27 +333,46 @@ type segment struct {
 // decodeSegment reads records from the start of data while they are whole,
 // their CRC matches and their generation is the first record's.
 func decodeSegment(data []byte) segment {
-	var s segment
-	for len(data) >= recordHeader {
-		n := binary.LittleEndian.Uint32(data[0:])
-		gen := binary.LittleEndian.Uint64(data[8:])
-		if n > maxRecordLen || uint64(n) > uint64(len(data)-recordHeader) || gen == 0 {
-			break
-		}
-		payload := data[recordHeader : recordHeader+int(n)]
-		crc := crc32.Update(0, crcTable, data[8:16])
-		if crc32.Update(crc, crcTable, payload) != binary.LittleEndian.Uint32(data[4:]) {
-			break
-		}
-		if s.gen == 0 {
-			s.gen = gen
-		} else if gen != s.gen {
-			break
-		}
-		s.payloads = append(s.payloads, payload)
-		data = data[recordHeader+int(n):]
-	}
+	s, _ := readSegment(bytes.NewReader(data))
 	return s
+}
+
+// readSegment is decodeSegment on a reader, so a 4 MB segment is not read
+// into memory whole at every start. Only read errors other than the end of
+// the data are returned.
+func readSegment(r io.Reader) (segment, error) {
+	var s segment
+	br := bufio.NewReaderSize(r, 64<<10)
+	var h [recordHeader]byte
+	for {
+		if _, err := io.ReadFull(br, h[:]); err != nil {
+			return s, endOfData(err)
+		}
+		n := binary.LittleEndian.Uint32(h[0:])
+		gen := binary.LittleEndian.Uint64(h[8:])
+		if n > maxRecordLen || gen == 0 || (s.gen != 0 && gen != s.gen) {
+			return s, nil
+		}
+		payload := make([]byte, n)
+		if _, err := io.ReadFull(br, payload); err != nil {
+			return s, endOfData(err)
+		}
+		crc := crc32.Update(0, crcTable, h[8:16])
+		if crc32.Update(crc, crcTable, payload) != binary.LittleEndian.Uint32(h[4:]) {
+			return s, nil
+		}
+		s.gen = gen
+		s.payloads = append(s.payloads, payload)
+	}
+}
+
+// endOfData: a record cut short by the end of the file ends the segment
+// like a torn one does.
+func endOfData(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return nil
+	}
+	return err
 }
 
 // lastSeq is the sequence number of the last record appended.

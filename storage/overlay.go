@@ -230,7 +230,9 @@ func (b *Bolt) checkpoint() error {
 	}
 	err := b.j.wait(context.Background(), b.todo.last)
 	if err == nil {
+		start := time.Now()
 		err = b.db.Update(func(tx *bolt.Tx) error { return applyOps(tx, b.todo.gen, b.todo.ops) })
+		b.timings("checkpoint", time.Since(start))
 	}
 	b.ckErr = err
 	if err != nil {
