@@ -152,7 +152,7 @@ type Write struct {
 }
 
 // UpdateFunc decides a change from a snapshot. A store may call it more than
-// once (bbolt batches, Redis optimistic retries): it must be free of side effects.
+// once (Redis retries it after an optimistic-lock conflict): it must be free of side effects.
 type UpdateFunc func(Snapshot) (Write, error)
 
 // Store keeps scenes, users, callback records and sessions. Every Update is
