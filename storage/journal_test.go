@@ -306,6 +306,13 @@ func TestJournalReadersWaitForSync(t *testing.T) {
 	if u, err := b.User(short, "alice"); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("read during the stalled sync: %+v %v, want it to wait", u, err)
 	}
+	// So does an update that reads it and refuses (a second use of a code).
+	short, cancel = context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	refuse := func(login.Snapshot) (login.Write, error) { return login.Write{}, login.Errorf(login.ECONFLICT, "used") }
+	if err := b.Update(short, login.Keys{OpenID: "alice"}, refuse); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("refusal during the stalled sync: %v, want it to wait", err)
+	}
 	stalled.Store(false)
 	close(gate)
 	if err := <-wrote; err != nil {

@@ -92,16 +92,23 @@ func (w *wtx) dueKeys(bucket uint8, now time.Time, limit int) []string {
 // changes are visible to readers from the overlay at once, but a reader
 // that sees them waits for the same sync, so nobody acts on a change a
 // crash could still take back.
+//
+// A write that changes nothing, or fails on what it read (a conflict), also
+// waits for the sync of what it read: its answer depends on it.
 func (b *Bolt) write(ctx context.Context, fn func(*wtx) error) error {
 	b.writeMu.Lock()
 	seq, err := b.writeLocked(fn)
 	b.writeMu.Unlock()
-	if err != nil {
-		return err
+	if seq > 0 {
+		if werr := b.j.wait(ctx, seq); werr != nil {
+			return werr
+		}
 	}
-	return b.j.wait(ctx, seq)
+	return err
 }
 
+// writeLocked runs fn and journals its changes. It returns the journal
+// record the caller must wait for (0: none), and fn's or the journal's error.
 func (b *Bolt) writeLocked(fn func(*wtx) error) (uint64, error) {
 	tx, err := b.db.Begin(false)
 	if err != nil {
