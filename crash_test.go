@@ -304,7 +304,7 @@ func crashRun(t *testing.T, bin string, sig syscall.Signal, rounds int) {
 		all[i] = c
 		wg.Go(func() {
 			if err := c.run(ctx, stopClients); err != nil {
-				errs <- fmt.Errorf("client %d (%s): %w", i, c.mode(), err)
+				errs <- fmt.Errorf("client %d (%s): %w\nits last steps:\n%s", i, c.mode(), err, c.lastSteps())
 				cancel()
 			}
 		})
@@ -447,6 +447,25 @@ type loginClient struct {
 
 	streamsRetried atomic.Int32 // streams that ended with a retry hint and no status
 	streamsCut     atomic.Int32 // streams that broke without one
+
+	traceMu sync.Mutex
+	trace   []string // the client's last steps, for the failure message
+}
+
+// note records a step: when a client fails, its last steps are printed.
+func (c *loginClient) note(format string, args ...any) {
+	c.traceMu.Lock()
+	defer c.traceMu.Unlock()
+	c.trace = append(c.trace, time.Now().Format("15:04:05.000")+" "+fmt.Sprintf(format, args...))
+	if len(c.trace) > 60 {
+		c.trace = c.trace[len(c.trace)-60:]
+	}
+}
+
+func (c *loginClient) lastSteps() string {
+	c.traceMu.Lock()
+	defer c.traceMu.Unlock()
+	return strings.Join(c.trace, "\n")
 }
 
 func newLoginClient(base string, i int, sse bool, seed uint64) *loginClient {
@@ -538,6 +557,7 @@ func (c *loginClient) createScene(ctx context.Context) (sceneInfo, error) {
 	for {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/api/v1/login/scenes", nil)
 		resp, err := c.hc.Do(req)
+		c.note("create scene: %v", err)
 		if ctx.Err() != nil {
 			return sceneInfo{}, fmt.Errorf("create scene: %w", ctx.Err())
 		}
@@ -563,6 +583,7 @@ func (c *loginClient) scan(ctx context.Context, sceneID string, firstFollow bool
 	ev := wechat.ScanEvent(sceneID, c.openID, firstFollow, time.Now())
 	for {
 		r, err := c.sim.Send(ctx, ev)
+		c.note("scan %s: %d %v", sceneID, r.Status, err)
 		if ctx.Err() != nil {
 			return fmt.Errorf("scan of %s (last try: %v): %w", sceneID, err, ctx.Err())
 		}
@@ -603,14 +624,20 @@ func loginNumber(reply string) (int64, bool) {
 func (c *loginClient) waitStream(ctx context.Context, sc sceneInfo, ready chan struct{}) (string, error) {
 	lastID := ""
 	pendingThenBroken := false // a connection ended while the scene was pending
-	for {
-		code, status, id, err := c.readStream(ctx, sc, lastID)
-		if id != "" {
-			lastID = id
-		}
-		if status == "pending" && ready != nil {
+	// The person scans once the page shows the QR code: at the first
+	// pending event, while the stream stays open for the result. (Closing
+	// ready only when a connection ended left a client that started its
+	// last login after the last restart waiting for ever.)
+	showPending := func() {
+		if ready != nil {
 			close(ready)
 			ready = nil
+		}
+	}
+	for {
+		code, status, id, err := c.readStream(ctx, sc, lastID, showPending)
+		if id != "" {
+			lastID = id
 		}
 		switch {
 		case status == "confirmed":
@@ -632,7 +659,7 @@ func (c *loginClient) waitStream(ctx context.Context, sc sceneInfo, ready chan s
 // the last status with its code and event id. A connection that ends
 // without confirmed returns an error, and is counted: ended by a final
 // retry hint (a graceful shutdown) or cut.
-func (c *loginClient) readStream(ctx context.Context, sc sceneInfo, lastID string) (code, status, id string, err error) {
+func (c *loginClient) readStream(ctx context.Context, sc sceneInfo, lastID string, showPending func()) (code, status, id string, err error) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/api/v1/login/scenes/"+sc.SceneID+"/events", nil)
 	req.Header.Set("Authorization", "Bearer "+sc.Secret)
 	req.Header.Set("Accept", "text/event-stream")
@@ -641,9 +668,11 @@ func (c *loginClient) readStream(ctx context.Context, sc sceneInfo, lastID strin
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
+		c.note("stream %s (Last-Event-ID %q): %v", sc.SceneID, lastID, err)
 		return "", "", "", err
 	}
 	defer resp.Body.Close()
+	c.note("stream %s (Last-Event-ID %q): %d", sc.SceneID, lastID, resp.StatusCode)
 	switch resp.StatusCode {
 	case http.StatusOK:
 	case http.StatusServiceUnavailable:
@@ -656,6 +685,7 @@ func (c *loginClient) readStream(ctx context.Context, sc sceneInfo, lastID strin
 	for {
 		ev, rerr := rd.Next()
 		if rerr != nil {
+			c.note("stream %s ends: %v (retry hint: %v)", sc.SceneID, rerr, endedByRetry)
 			if endedByRetry && rerr == io.EOF {
 				c.streamsRetried.Add(1)
 				return code, status, id, errors.New("stream ended with a retry hint")
@@ -670,12 +700,16 @@ func (c *loginClient) readStream(ctx context.Context, sc sceneInfo, lastID strin
 			continue
 		}
 		status, id = ev.Event, ev.ID
+		c.note("stream %s: event %s id %s", sc.SceneID, status, id)
 		var v struct{ Code string }
 		_ = json.Unmarshal([]byte(ev.Data), &v)
 		code = v.Code
 		endedByRetry = false
-		if status == "confirmed" {
+		switch status {
+		case "confirmed":
 			return code, status, id, nil
+		case "pending":
+			showPending()
 		}
 	}
 }
@@ -731,6 +765,7 @@ func (c *loginClient) exchange(ctx context.Context, sc sceneInfo, code string) e
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Authorization", "Bearer "+sc.Secret)
 		resp, err := c.hc.Do(req)
+		c.note("exchange %s: %v", sc.SceneID, err)
 		if ctx.Err() != nil {
 			return fmt.Errorf("exchange %s: %w", sc.SceneID, ctx.Err())
 		}
