@@ -55,6 +55,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		// its own deadline instead (events.WithWriteTimeout).
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	silent := newSilentConns()
+	srv.ConnState = silent.track
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("wxlogin listening", "url", selfURL(ln.Addr()), "demo", cfg.Demo())
@@ -66,12 +68,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		a.close()
 		return fmt.Errorf("serve: %w", err)
 	}
-	return shutdown(cfg, log, srv, a)
+	return shutdown(cfg, log, srv, silent, a)
 }
 
 // shutdown stops accepting, ends every stream (clients reconnect elsewhere),
 // lets in-flight requests such as callbacks finish, and closes the database.
-func shutdown(cfg *config, log *slog.Logger, srv *http.Server, a *app) error {
+func shutdown(cfg *config, log *slog.Logger, srv *http.Server, silent *silentConns, a *app) error {
 	log.Info("shutting down", "grace", cfg.ShutdownGrace)
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
 	defer cancel()
@@ -83,7 +85,12 @@ func shutdown(cfg *config, log *slog.Logger, srv *http.Server, a *app) error {
 			log.Warn("streams did not end within the grace time", "err", err)
 		}
 	}()
+	// Connections that never sent a request are not in flight: close them
+	// instead of letting Shutdown wait 5 s for each.
+	shutDown := make(chan struct{})
+	wg.Go(func() { silent.closeSilentUntil(shutDown, 250*time.Millisecond, 100*time.Millisecond) })
 	err := srv.Shutdown(ctx)
+	close(shutDown)
 	wg.Wait()
 	if errors.Is(err, context.DeadlineExceeded) {
 		log.Warn("requests still running at the end of the grace time; closing them")

@@ -29,6 +29,7 @@ func TestGracefulShutdown(t *testing.T) {
 	bin := buildWxlogin(t)
 	t.Run("loses nothing", func(t *testing.T) { shutdownLosesNothing(t, bin) })
 	t.Run("grace bounds stuck requests", func(t *testing.T) { shutdownGraceBoundsStuckRequests(t, bin) })
+	t.Run("silent connections do not hold it", func(t *testing.T) { shutdownClosesSilentConns(t, bin) })
 }
 
 // shutdownLosesNothing: streams, a long-poll and a callback in flight at
@@ -174,6 +175,38 @@ func shutdownGraceBoundsStuckRequests(t *testing.T, bin string) {
 		t.Error("the cut-off request is not logged")
 	}
 	reopenChecked(t, cs.db).Close()
+}
+
+// shutdownClosesSilentConns: a connection that has sent nothing yet (a
+// browser's preconnect, a spare dial in a client's pool) cannot be in
+// flight; net/http's Shutdown alone would wait 5 s for it. The shutdown
+// closes it and finishes at once.
+func shutdownClosesSilentConns(t *testing.T, bin string) {
+	const grace = 10 * time.Second
+	cs := newChildService(t, bin, map[string]string{"WXLOGIN_SHUTDOWN_GRACE": grace.String()})
+	cs.start()
+	silent, err := net.Dial("tcp", cs.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	time.Sleep(300 * time.Millisecond)
+
+	start := time.Now()
+	cs.signal(syscall.SIGTERM)
+	code := cs.wait()
+	took := time.Since(start)
+	t.Logf("exit %d after %s with a silent connection open", code, took.Round(time.Millisecond))
+	if code != 0 {
+		t.Errorf("exit code %d, want 0", code)
+	}
+	if took > 2*time.Second {
+		t.Errorf("exit after %s: the silent connection held the shutdown", took)
+	}
+	_ = silent.SetReadDeadline(time.Now().Add(time.Second))
+	if n, err := silent.Read(make([]byte, 1)); err == nil {
+		t.Errorf("the silent connection is still open (read %d bytes)", n)
+	}
 }
 
 // slowCallback is a signed WeChat callback sent over a raw connection, with
