@@ -272,7 +272,13 @@ func (b *Bolt) Update(ctx context.Context, k login.Keys, fn login.UpdateFunc) er
 				return err
 			}
 		}
-		old := snap.Scene
+		// A copy: fn may change the scene it was given in place, and the
+		// old expiry-index entry must be found by the old time.
+		var old *login.Scene
+		if snap.Scene != nil {
+			c := *snap.Scene
+			old = &c
+		}
 		wr, err := fn(snap)
 		if err != nil {
 			return err

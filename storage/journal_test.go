@@ -387,3 +387,129 @@ func FuzzJournalDecode(f *testing.F) {
 		}
 	})
 }
+
+// The expiry indexes are read by merging the overlay with bbolt: entries
+// checkpointed into bbolt, moved or deleted since in the overlay, and new
+// ones only in the overlay must come out as if there were one store.
+func TestJournalDueKeysMergeOverlayAndBolt(t *testing.T) {
+	ctx := t.Context()
+	b := openTestBolt(t, filepath.Join(t.TempDir(), "wx.db"), never)
+	defer b.Close()
+	base := time.Now().Truncate(time.Second)
+	scene := func(id string, expires time.Duration) *login.Scene {
+		return &login.Scene{ID: id, Status: login.StatusPending, Version: 1, CreatedAt: base, ExpiresAt: base.Add(expires)}
+	}
+	// In bbolt after a checkpoint: a (1 s), b (2 s), c (3 s), d (4 s).
+	for i, id := range []string{"a", "b", "c", "d"} {
+		if err := b.CreateScene(ctx, scene(id, time.Duration(i+1)*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// In the overlay only: b moves to 10 s, c is deleted, e is new at 1.5 s.
+	// (b is changed in place: the store must still find its old entry.)
+	move := func(id string, fn func(*login.Scene) login.Write) {
+		t.Helper()
+		err := b.Update(ctx, login.Keys{SceneID: id}, func(s login.Snapshot) (login.Write, error) { return fn(s.Scene), nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	move("b", func(s *login.Scene) login.Write { s.ExpiresAt = base.Add(10 * time.Second); return login.Write{Scene: s} })
+	move("c", func(s *login.Scene) login.Write { return login.Write{Scene: s, DeleteScene: true} })
+	if err := b.CreateScene(ctx, scene("e", 1500*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string) {
+		t.Helper()
+		for _, tt := range []struct {
+			at    time.Duration
+			limit int
+			want  string
+		}{
+			{500 * time.Millisecond, 10, "[]"},
+			{5 * time.Second, 10, "[a e d]"},
+			{5 * time.Second, 2, "[a e]"},
+			{time.Minute, 10, "[a e d b]"},
+		} {
+			got, err := b.DueScenes(ctx, base.Add(tt.at), tt.limit)
+			if err != nil || fmt.Sprint(got) != tt.want {
+				t.Errorf("%s: DueScenes(+%s, %d) = %v %v, want %s", when, tt.at, tt.limit, got, err, tt.want)
+			}
+		}
+	}
+	check("overlay over bbolt")
+	if err := b.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check("all in bbolt")
+}
+
+// Purge removes expired callback records and sessions wherever they are,
+// bbolt or overlay, and leaves the rest.
+func TestJournalPurgeAcrossOverlayAndBolt(t *testing.T) {
+	ctx := t.Context()
+	b := openTestBolt(t, filepath.Join(t.TempDir(), "wx.db"), never)
+	defer b.Close()
+	now := time.Now().Truncate(time.Second)
+	record := func(key string, handled time.Time) {
+		t.Helper()
+		err := b.Update(ctx, login.Keys{DedupeKey: key}, func(login.Snapshot) (login.Write, error) {
+			return login.Write{Record: &login.CallbackRecord{Outcome: login.OutcomeConfirmed, HandledAt: handled}}, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	session := func(hash string, expires time.Time) {
+		t.Helper()
+		if err := b.CreateSession(ctx, &login.Session{TokenHash: hash, OpenID: "o", ExpiresAt: expires}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := now.Add(-login.DedupeTTL - time.Minute)
+	record("old-in-bolt", old)
+	record("new-in-bolt", now)
+	session("expired-in-bolt", now.Add(-time.Minute))
+	if err := b.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	record("old-in-overlay", old)
+	record("new-in-overlay", now)
+	session("expired-in-overlay", now.Add(-time.Minute))
+	session("live", now.Add(time.Hour))
+
+	if err := b.Purge(ctx, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]string{}
+	err := b.db.View(func(tx *bolt.Tx) error {
+		for _, bk := range []uint8{bCallbacks, bCallbacksDue, bSessions, bSessionsDue} {
+			name := string(allBuckets[bk])
+			got[name] = []string{}
+			_ = tx.Bucket(allBuckets[bk]).ForEach(func(k, _ []byte) error {
+				if bk == bCallbacksDue || bk == bSessionsDue {
+					k = k[8:]
+				}
+				got[name] = append(got[name], string(k))
+				return nil
+			})
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]string{
+		"callbacks": {"new-in-bolt", "new-in-overlay"}, "callbacks_due": {"new-in-bolt", "new-in-overlay"},
+		"sessions": {"live"}, "sessions_due": {"live"},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("after purge:\n got %v\nwant %v", got, want)
+	}
+}
