@@ -417,7 +417,10 @@ func TestJournalDueKeysMergeOverlayAndBolt(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	move("b", func(s *login.Scene) login.Write { s.ExpiresAt = base.Add(10 * time.Second); return login.Write{Scene: s} })
+	move("b", func(s *login.Scene) login.Write {
+		s.ExpiresAt = base.Add(10 * time.Second)
+		return login.Write{Scene: s}
+	})
 	move("c", func(s *login.Scene) login.Write { return login.Write{Scene: s, DeleteScene: true} })
 	if err := b.CreateScene(ctx, scene("e", 1500*time.Millisecond)); err != nil {
 		t.Fatal(err)
