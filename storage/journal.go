@@ -19,7 +19,7 @@ import (
 // once its record is in the journal and fdatasync'ed: one small write and one
 // sync per group of concurrent writes, instead of bbolt's ≈ 16 page writes
 // and two syncs per commit. bbolt is brought up to date behind it, in one
-// batched commit per checkpoint (see bolt.go).
+// batched commit per checkpoint (overlay.go).
 //
 // Two segment files take turns. Each is preallocated and zero-filled once,
 // so an append overwrites blocks that already exist and fdatasync flushes
