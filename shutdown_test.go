@@ -160,10 +160,7 @@ func shutdownGraceBoundsStuckRequests(t *testing.T, bin string) {
 	startSlowCallback(t, cs, sc.SceneID, "oShutdown_stuck_0000000000001") // never finished
 	time.Sleep(200 * time.Millisecond)
 
-	start := time.Now()
-	cs.signal(syscall.SIGTERM)
-	code := cs.wait()
-	took := time.Since(start)
+	code, took := cs.stop(syscall.SIGTERM)
 	t.Logf("exit %d after %s with a request stuck", code, took.Round(time.Millisecond))
 	if code != 0 {
 		t.Errorf("exit code %d, want 0", code)
@@ -192,10 +189,7 @@ func shutdownClosesSilentConns(t *testing.T, bin string) {
 	defer silent.Close()
 	time.Sleep(300 * time.Millisecond)
 
-	start := time.Now()
-	cs.signal(syscall.SIGTERM)
-	code := cs.wait()
-	took := time.Since(start)
+	code, took := cs.stop(syscall.SIGTERM)
 	t.Logf("exit %d after %s with a silent connection open", code, took.Round(time.Millisecond))
 	if code != 0 {
 		t.Errorf("exit code %d, want 0", code)

@@ -62,6 +62,17 @@ func rawGet(t *testing.T, addr, path, proto string) (net.Conn, *bufio.Reader) {
 	return conn, bufio.NewReader(conn)
 }
 
+// rawStream starts an HTTP/1.1 stream by hand and returns its event reader.
+func rawStream(t *testing.T, addr, path string) (net.Conn, *ssetest.Reader) {
+	t.Helper()
+	conn, br := rawGet(t, addr, path, "HTTP/1.1")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn, ssetest.NewReader(resp.Body)
+}
+
 func waitFor(t *testing.T, ch chan string, what string) string {
 	t.Helper()
 	select {
@@ -160,12 +171,8 @@ func TestDetachedStreamHTTP10(t *testing.T) {
 func TestDetachedStreamClientLeaves(t *testing.T) {
 	_, scenes, addr, _, done := detachedServer(t)
 	scenes.set(view("gone", 1, login.StatusPending))
-	conn, br := rawGet(t, addr, "/s/gone", "HTTP/1.1")
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ssetest.NewReader(resp.Body).Next(); err != nil {
+	conn, rd := rawStream(t, addr, "/s/gone")
+	if _, err := rd.Next(); err != nil {
 		t.Fatal(err)
 	}
 	conn.Close()
@@ -177,12 +184,7 @@ func TestDetachedStreamClientLeaves(t *testing.T) {
 func TestCloseEndsDetachedStreams(t *testing.T) {
 	h, scenes, addr, _, done := detachedServer(t)
 	scenes.set(view("open", 1, login.StatusPending))
-	_, br := rawGet(t, addr, "/s/open", "HTTP/1.1")
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rd := ssetest.NewReader(resp.Body)
+	_, rd := rawStream(t, addr, "/s/open")
 	if _, err := rd.Next(); err != nil {
 		t.Fatal(err)
 	}
@@ -226,12 +228,8 @@ func TestDetachedStreamPanicEndsOnlyThatStream(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	// The process and the hub go on.
-	_, br2 := rawGet(t, addr, "/s/ok", "HTTP/1.1")
-	resp, err := http.ReadResponse(br2, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ev, err := ssetest.NewReader(resp.Body).Next(); err != nil || ev.ID != "1" {
+	_, next := rawStream(t, addr, "/s/ok")
+	if ev, err := next.Next(); err != nil || ev.ID != "1" {
 		t.Fatalf("next stream: %+v, %v", ev, err)
 	}
 }
