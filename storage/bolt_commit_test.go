@@ -12,8 +12,8 @@ import (
 	"wxlogin/storage"
 )
 
-// Concurrent updates share commits; one that fails must get its own error
-// and write nothing, and must not cost the others their writes.
+// Concurrent updates share journal syncs; one that fails must get its own
+// error and write nothing, and must not cost the others their writes.
 func TestBoltSharedCommitsIsolateFailures(t *testing.T) {
 	db, err := storage.OpenBolt(filepath.Join(t.TempDir(), "commit.db"))
 	if err != nil {

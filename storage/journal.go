@@ -2,7 +2,6 @@ package storage
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -330,16 +329,10 @@ type segment struct {
 	payloads [][]byte
 }
 
-// decodeSegment reads records from the start of data while they are whole,
-// their CRC matches and their generation is the first record's.
-func decodeSegment(data []byte) segment {
-	s, _ := readSegment(bytes.NewReader(data))
-	return s
-}
-
-// readSegment is decodeSegment on a reader, so a 4 MB segment is not read
-// into memory whole at every start. Only read errors other than the end of
-// the data are returned.
+// readSegment reads records from the start of r while they are whole,
+// their CRC matches and their generation is the first record's. It reads
+// as it goes, so a 4 MB segment is not held in memory whole at every start.
+// Only read errors other than the end of the data are returned.
 func readSegment(r io.Reader) (segment, error) {
 	var s segment
 	br := bufio.NewReaderSize(r, 64<<10)

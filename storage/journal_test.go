@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -319,6 +320,12 @@ func TestJournalReadersWaitForSync(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantCount(t, b, "alice", 1)
+}
+
+// decodeSegment is readSegment on bytes in memory.
+func decodeSegment(data []byte) segment {
+	s, _ := readSegment(bytes.NewReader(data))
+	return s
 }
 
 // Records of a reused segment's older generation, and torn or foreign
