@@ -27,8 +27,7 @@ type op struct {
 type entry struct {
 	val []byte
 	del bool
-	gen uint64 // journal generation that holds it
-	seq uint64 // its journal record: readers wait until that is durable
+	seq uint64 // its journal record: readers wait until that is durable; a checkpoint up to it drops it
 }
 
 func ovKey(bucket uint8, key string) string { return string(rune(bucket)) + key }
@@ -126,7 +125,7 @@ func (b *Bolt) writeLocked(fn func(*wtx) error) (uint64, error) {
 	}
 	b.ovMu.Lock()
 	for _, o := range w.ops {
-		b.overlay[ovKey(o.bucket, o.key)] = &entry{val: o.val, del: o.del, gen: b.gen, seq: seq}
+		b.overlay[ovKey(o.bucket, o.key)] = &entry{val: o.val, del: o.del, seq: seq}
 	}
 	b.ovMu.Unlock()
 	return seq, nil
@@ -238,7 +237,12 @@ func (b *Bolt) checkpoint() error {
 	err := b.j.wait(context.Background(), b.todo.last)
 	if err == nil {
 		start := time.Now()
-		err = b.db.Update(func(tx *bolt.Tx) error { return applyOps(tx, b.todo.gen, b.todo.ops) })
+		err = b.db.Update(func(tx *bolt.Tx) error {
+			if err := applyOps(tx, b.todo.ops); err != nil {
+				return err
+			}
+			return putJournalGen(tx, b.todo.gen)
+		})
 		b.timings("checkpoint", time.Since(start))
 	}
 	b.ckErr = err
@@ -248,7 +252,7 @@ func (b *Bolt) checkpoint() error {
 	b.writeMu.Lock()
 	b.ovMu.Lock()
 	for k, e := range b.overlay {
-		if e.gen <= b.todo.gen {
+		if e.seq <= b.todo.last { // written in the generation now in bbolt
 			delete(b.overlay, k)
 		}
 	}
@@ -281,8 +285,8 @@ func (b *Bolt) closeGeneration() *checkpoint {
 }
 
 // applyOps writes ops into bbolt, in key order (bbolt fills pages best
-// that way), and records gen as written.
-func applyOps(tx *bolt.Tx, gen uint64, ops []op) error {
+// that way).
+func applyOps(tx *bolt.Tx, ops []op) error {
 	slices.SortFunc(ops, func(a, b op) int {
 		return cmp.Or(cmp.Compare(a.bucket, b.bucket), cmp.Compare(a.key, b.key))
 	})
@@ -298,6 +302,11 @@ func applyOps(tx *bolt.Tx, gen uint64, ops []op) error {
 			return fmt.Errorf("%s %q: %w", allBuckets[o.bucket], o.key, err)
 		}
 	}
+	return nil
+}
+
+// putJournalGen records gen as the newest journal generation in bbolt.
+func putJournalGen(tx *bolt.Tx, gen uint64) error {
 	var g [8]byte
 	binary.BigEndian.PutUint64(g[:], gen)
 	return tx.Bucket(bucketMeta).Put(keyJournalGen, g[:])
@@ -360,13 +369,13 @@ func replay(db *bolt.DB, segs [2]segment, ckGen uint64, log *slog.Logger) (uint6
 				if err != nil {
 					return fmt.Errorf("generation %d, record %d: %w", s.gen, i, err)
 				}
-				if err := applyOps(tx, s.gen, ops); err != nil {
+				if err := applyOps(tx, ops); err != nil {
 					return err
 				}
 				records++
 			}
 		}
-		return nil
+		return putJournalGen(tx, todo[len(todo)-1].gen)
 	})
 	if err != nil {
 		return 0, err
