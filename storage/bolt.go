@@ -66,7 +66,6 @@ type Bolt struct {
 	// writeMu orders writes: each reads, decides and appends its journal
 	// record under it, so the journal's order is the order of the changes.
 	writeMu  sync.Mutex
-	gen      uint64 // generation being written (under writeMu)
 	switched uint64 // last record of the previous generation (under writeMu)
 
 	ovMu    sync.RWMutex
@@ -160,7 +159,6 @@ func OpenBolt(path string, opts ...BoltOption) (*Bolt, error) {
 		db:      db,
 		log:     cfg.log,
 		timings: cfg.timings,
-		gen:     gen + 1,
 		overlay: map[string]*entry{},
 		full:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),
@@ -168,9 +166,7 @@ func OpenBolt(path string, opts ...BoltOption) (*Bolt, error) {
 	}
 	// Both segments now hold only checkpointed generations: start the next
 	// one in either.
-	b.j = newJournal(files, 0, b.gen, b.full)
-	b.j.sync = cfg.sync
-	b.j.timed = func(d time.Duration) { cfg.timings("journal_sync", d) }
+	b.j = newJournal(files, gen+1, b.full, cfg.sync, func(d time.Duration) { cfg.timings("journal_sync", d) })
 	go b.checkpointLoop(cfg.every)
 	return b, nil
 }

@@ -151,17 +151,16 @@ func closeFiles(files [2]*os.File) {
 	}
 }
 
-// newJournal starts appending generation gen at the start of segment active.
-func newJournal(files [2]*os.File, active int, gen uint64, full chan<- struct{}) *journal {
+// newJournal starts appending generation gen at the start of segment 0.
+func newJournal(files [2]*os.File, gen uint64, full chan<- struct{}, sync func(*os.File) error, timed func(time.Duration)) *journal {
 	return &journal{
-		sync:   fdatasync,
-		full:   full,
-		timed:  func(time.Duration) {},
-		files:  files,
-		active: active,
-		gen:    gen,
-		cut:    -1,
-		done:   make(chan struct{}),
+		sync:  sync,
+		full:  full,
+		timed: timed,
+		files: files,
+		gen:   gen,
+		cut:   -1,
+		done:  make(chan struct{}),
 	}
 }
 
@@ -270,19 +269,20 @@ func (j *journal) writeSync(b []byte) error {
 	return nil
 }
 
-// switchGen makes later appends start generation gen in the other segment
-// and returns the sequence number of the closed generation's last record.
-// ok is false while an earlier switch has not reached the files yet.
-// Callers hold Bolt.writeMu, so no append races the switch.
-func (j *journal) switchGen(gen uint64) (last uint64, ok bool) {
+// switchGen makes later appends start the next generation in the other
+// segment. It returns the closed generation and the sequence number of its
+// last record; ok is false while an earlier switch has not reached the
+// files yet. Callers hold Bolt.writeMu, so no append races the switch.
+func (j *journal) switchGen() (closed, last uint64, ok bool) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.cut >= 0 {
-		return 0, false
+		return 0, 0, false
 	}
 	j.cut = len(j.pending)
-	j.gen = gen
-	return j.next, true
+	closed = j.gen
+	j.gen++
+	return closed, j.next, true
 }
 
 // err reports a failed journal.

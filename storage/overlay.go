@@ -271,15 +271,14 @@ func (b *Bolt) closeGeneration() *checkpoint {
 	if b.j.lastSeq() == b.switched {
 		return nil
 	}
-	last, ok := b.j.switchGen(b.gen + 1)
+	gen, last, ok := b.j.switchGen()
 	if !ok {
 		return nil
 	}
-	ck := &checkpoint{gen: b.gen, last: last, ops: make([]op, 0, len(b.overlay))}
+	ck := &checkpoint{gen: gen, last: last, ops: make([]op, 0, len(b.overlay))}
 	for k, e := range b.overlay {
 		ck.ops = append(ck.ops, op{bucket: k[0], key: k[1:], val: e.val, del: e.del})
 	}
-	b.gen++
 	b.switched = last
 	return ck
 }
