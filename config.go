@@ -40,6 +40,7 @@ type config struct {
 	ShutdownGrace  time.Duration
 	Heartbeat      time.Duration
 	SweepInterval  time.Duration
+	OIDCClients    string       // WXLOGIN_OIDC_CLIENTS: the OpenID Connect client file; "" = provider off (on in demo mode)
 	Methods        loginMethods // WXLOGIN_METHODS
 }
 
@@ -146,6 +147,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*c
 	c.ShutdownGrace = dur("WXLOGIN_SHUTDOWN_GRACE", 10*time.Second)
 	c.Heartbeat = dur("WXLOGIN_HEARTBEAT", 15*time.Second)
 	c.SweepInterval = dur("WXLOGIN_SWEEP_INTERVAL", time.Second)
+	c.OIDCClients = str("WXLOGIN_OIDC_CLIENTS", "")
 	defMethods := "qr"
 	if c.Demo() { // the demo shows every way to log in
 		defMethods = "qr,code,oauth"
@@ -225,6 +227,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*c
 	if c.AESKey != "" && !validAESKey(c.AESKey) {
 		errs = append(errs, errors.New("WECHAT_AES_KEY must be the 43-character EncodingAESKey (base64 of 32 bytes, without the trailing =)"))
 	}
+	errs = append(errs, checkOIDCConfig(c)...)
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("configuration: %w", err)
 	}

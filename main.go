@@ -30,6 +30,9 @@ func main() {
 // run starts the service and blocks until ctx ends, then shuts down
 // gracefully. Tests call it directly with their own environment.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	if len(args) > 0 && args[0] == "oidc" {
+		return oidcCommand(ctx, args[1:], getenv, stdout)
+	}
 	cfg, err := loadConfig(args, getenv, stdout)
 	if err != nil {
 		return err

@@ -30,11 +30,11 @@ const (
 	keyReload = time.Minute
 )
 
-// retireAfter is how long a replaced key stays in the JWKS: every token it
+// RetireAfter is how long a replaced key stays in the JWKS: every token it
 // signed (ID tokens, and access tokens, which are checked by decryption but
 // count here too) has expired by then, with room for instances that have not
 // reloaded yet.
-const retireAfter = idTokenTTL + accessTokenTTL + keyReload
+const RetireAfter = idTokenTTL + accessTokenTTL + keyReload
 
 type storedKey struct {
 	ID         string    `json:"kid"`
@@ -145,7 +145,7 @@ func newStoredKey(now time.Time) (storedKey, error) {
 
 // RotateKeys makes a new signing key, which signs from now on (on other
 // instances within keyReload); the previous one stays in the JWKS for
-// retireAfter, and keys retired before now are dropped. It returns the new
+// RetireAfter, and keys retired before now are dropped. It returns the new
 // key's id.
 func RotateKeys(ctx context.Context, records Records, now time.Time) (string, error) {
 	if _, err := ensureKeySet(ctx, records, now); err != nil {
@@ -163,7 +163,7 @@ func RotateKeys(ctx context.Context, records Records, now time.Time) (string, er
 		keys := []storedKey{fresh}
 		for _, k := range set.Keys {
 			if k.RetiresAt.IsZero() {
-				k.RetiresAt = now.Add(retireAfter).UTC()
+				k.RetiresAt = now.Add(RetireAfter).UTC()
 			}
 			if k.RetiresAt.After(now) {
 				keys = append(keys, k)

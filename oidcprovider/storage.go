@@ -94,14 +94,14 @@ func (a *authRequest) GetCodeChallenge() *oidc.CodeChallenge {
 	}
 	return &oidc.CodeChallenge{Challenge: a.CodeChallenge, Method: a.CodeChallengeMethod}
 }
-func (a *authRequest) GetNonce() string                  { return a.Nonce }
-func (a *authRequest) GetRedirectURI() string            { return a.RedirectURI }
+func (a *authRequest) GetNonce() string                   { return a.Nonce }
+func (a *authRequest) GetRedirectURI() string             { return a.RedirectURI }
 func (a *authRequest) GetResponseType() oidc.ResponseType { return a.ResponseType }
 func (a *authRequest) GetResponseMode() oidc.ResponseMode { return a.ResponseMode }
-func (a *authRequest) GetScopes() []string               { return a.Scopes }
-func (a *authRequest) GetState() string                  { return a.State }
-func (a *authRequest) GetSubject() string                { return a.UserID }
-func (a *authRequest) Done() bool                        { return a.Finished }
+func (a *authRequest) GetScopes() []string                { return a.Scopes }
+func (a *authRequest) GetState() string                   { return a.State }
+func (a *authRequest) GetSubject() string                 { return a.UserID }
+func (a *authRequest) Done() bool                         { return a.Finished }
 
 func (a *authRequest) promptLogin() bool { return slices.Contains(a.Prompt, oidc.PromptLogin) }
 func (a *authRequest) promptNone() bool  { return slices.Contains(a.Prompt, oidc.PromptNone) }

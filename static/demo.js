@@ -4,8 +4,12 @@
 import { QRLogin } from "./qrlogin.js";
 
 const $ = (id) => document.getElementById(id);
-// wxlogin may sit under a path prefix behind a reverse proxy: the API is beside this page.
-const base = new URL(".", location.href).href.replace(/\/$/, "");
+// wxlogin may sit under a path prefix behind a reverse proxy: the API is beside this page,
+// unless the page says where it is (the OpenID Connect login page, data-base).
+const page = document.body.dataset;
+const base = page.base ?? new URL(".", location.href).href.replace(/\/$/, "");
+// The OpenID Connect login page goes on to data-continue once logged in.
+const next = page.continue || "";
 
 // Each message is [中文, English].
 const messages = {
@@ -88,6 +92,7 @@ const handlers = {
   },
   onLogin(session) {
     const u = session.user;
+    if (next) location.replace(next);
     setStatus("logged-in");
     say(`${u.name}, 登录成功! 这是你第 ${u.login_count} 次登录`,
       `Logged in as ${u.name}, for the ${ordinal(u.login_count)} time`, "ok");
@@ -154,10 +159,11 @@ async function init() {
   $("overlay-refresh").addEventListener("click", refresh);
   $("scan").addEventListener("click", simulateScan);
   $("polling").addEventListener("change", () => login.setPolling($("polling").checked));
-  login = QRLogin.start({ base, qr: $("qr"), resume: true, polling: $("polling").checked, ...handlers });
+  login = QRLogin.start({ base, qr: $("qr"), resume: page.resume !== "0", polling: $("polling").checked, ...handlers });
   const demo = await demoMode();
   $("demo-banner").hidden = !demo;
   $("scan").hidden = !demo;
+  if ($("oidc-demo")) $("oidc-demo").hidden = !demo;
 }
 
 init();

@@ -123,4 +123,3 @@ func (o *OIDCRedis) Delete(ctx context.Context, kind, key string) error {
 
 // PurgeExpired does nothing: Redis expires the records itself.
 func (o *OIDCRedis) PurgeExpired(ctx context.Context) (int, error) { return 0, nil }
-
