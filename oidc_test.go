@@ -614,3 +614,75 @@ func TestOIDCClientFileErrorsStopTheStart(t *testing.T) {
 		}
 	}
 }
+
+// TestOIDCClusterStepsOnTwoInstances runs one flow across two instances on
+// Redis: authorize on A, the scene and the exchange on B, the scan on A's
+// webhook, the login page on B, the token and the JWKS on B, userinfo on A,
+// logout on B. Keys, auth requests, codes and sessions are shared.
+func TestOIDCClusterStepsOnTwoInstances(t *testing.T) {
+	prefix := newClusterPrefix(t, clusterRedis)
+	addrA := freeLoopbackAddr(t)
+	issuer := "http://" + addrA
+	env := map[string]string{
+		"WXLOGIN_REDIS_URL": clusterRedis, "WXLOGIN_REDIS_PREFIX": prefix, "WXLOGIN_SCENE_RATE": "0",
+		"WXLOGIN_PUBLIC_URL": issuer, "WXLOGIN_OIDC_CLIENTS": writeClientFile(t),
+	}
+	envA := map[string]string{"WXLOGIN_ADDR": addrA}
+	for k, v := range env {
+		envA[k] = v
+	}
+	a := startTestServer(t, envA)
+	b := startTestServer(t, env)
+	if got, want := jwks(t, b.URL), jwks(t, a.URL); len(want) != 1 || strings.Join(got, ",") != want[0] {
+		t.Fatalf("JWKS on B %v, on A %v", got, want)
+	}
+
+	rp := newRP(t, issuer, rpConfidentialID, rpConfidentialSecret, rpConfidentialURI)
+	onB := *rp.oauth
+	onB.Endpoint.TokenURL = b.URL + "/oauth/token"
+	verifierB := gooidc.NewVerifier(issuer, gooidc.NewRemoteKeySet(context.Background(), b.URL+"/keys"),
+		&gooidc.Config{ClientID: rpConfidentialID})
+
+	br := newBrowser(t)
+	req := rp.start()
+	page := br.authorize(req.URL) // on A
+	br.scanAndExchange(b.URL, a.URL, "oOIDC_cluster_user_000000001")
+	pageOnB := strings.Replace(page, issuer, b.URL, 1)
+	q := br.redirected(pageOnB, rpConfidentialURI)
+	if q.Get("state") != req.State {
+		t.Fatalf("back at the client: %v", q)
+	}
+	tok, err := onB.Exchange(context.Background(), q.Get("code"), oauth2.VerifierOption(req.Verifier))
+	if err != nil {
+		t.Fatalf("token on B: %v", err)
+	}
+	raw, _ := tok.Extra("id_token").(string)
+	idt, err := verifierB.Verify(context.Background(), raw)
+	if err != nil {
+		t.Fatalf("verify with B's JWKS: %v", err)
+	}
+	var c idClaims
+	if err := idt.Claims(&c); err != nil || c.Nonce != req.Nonce || c.LoginCount != 1 {
+		t.Fatalf("claims %+v %v", c, err)
+	}
+	info, err := rp.provider.UserInfo(context.Background(), oauth2.StaticTokenSource(tok)) // on A
+	if err != nil || info.Subject != c.Subject {
+		t.Fatalf("userinfo on A: %+v %v", info, err)
+	}
+	// The code was used on B: A refuses it.
+	if _, err := rp.oauth.Exchange(context.Background(), q.Get("code"), oauth2.VerifierOption(req.Verifier)); oauthError(err) != "invalid_grant" {
+		t.Fatalf("the code again on A: %v", err)
+	}
+	// Single sign-on through B's login page for a request made on A.
+	req = rp.start()
+	resp, _ := br.visit(req.URL)
+	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), rpConfidentialURI) {
+		t.Fatalf("SSO on A after a login through B: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	// Logout on B ends the session everywhere.
+	session := br.cookie(a.URL+"/api/v1", "wxl_session")
+	br.redirected(b.URL+"/end_session?"+url.Values{"id_token_hint": {raw}, "post_logout_redirect_uri": {rpLoggedOutURI}}.Encode(), rpLoggedOutURI)
+	if r := apiCall(t, http.MethodGet, a.URL+"/api/v1/me", session, nil, nil); r.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("/me on A after logout on B: %d", r.StatusCode)
+	}
+}
