@@ -102,7 +102,7 @@ func mountOIDC(ctx context.Context, cfg *config, log *slog.Logger, e *echo.Echo,
 	}
 	p, err := oidcprovider.New(ctx, oidcprovider.Config{
 		Issuer: issuer, Clients: clients, Records: records, Users: store,
-		EndSession: svc.Logout, Log: log,
+		EndSession: svc.Logout, Log: log, AuthorizeRate: cfg.SceneRate, AllowInsecureIssuer: cfg.Demo(),
 	})
 	if err != nil {
 		return err

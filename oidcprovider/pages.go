@@ -83,7 +83,9 @@ func (p *Provider) login(c echo.Context) error {
 		return err
 	}
 	if sess != nil && a.sessionSatisfies(sess, p.cfg.Now()) {
-		if err := p.store.finish(ctx, id, sess); err != nil {
+		// A concurrent visit (a reload) may have finished it first: then
+		// whichever of the two gets to issue the code does.
+		if err := p.store.finish(ctx, id, sess); err != nil && login.ErrorCode(err) != login.ECONFLICT {
 			return err
 		}
 		if a, err = p.store.authRequest(ctx, id); err != nil {

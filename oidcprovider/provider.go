@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -54,6 +55,12 @@ type Config struct {
 	Users   Users
 	// EndSession ends a wxlogin session by its token (login.Service.Logout).
 	EndSession func(ctx context.Context, token string) error
+	// AuthorizeRate is new authorization requests per minute per client
+	// address (burst the same); 0 = unlimited.
+	AuthorizeRate int
+	// AllowInsecureIssuer accepts an http issuer beyond loopback (demo mode
+	// only: never for real logins).
+	AllowInsecureIssuer bool
 	Log        *slog.Logger
 	Now        func() time.Time
 }
@@ -66,6 +73,7 @@ type Provider struct {
 	macKey  []byte
 	secure  bool
 	clients map[string]*client
+	limiter *authorizeLimiter
 }
 
 // DemoClient is the client demo mode registers for issuer: public (PKCE in
@@ -90,14 +98,14 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 		return nil, fmt.Errorf("OIDC issuer %q: want an absolute http(s) URL (WXLOGIN_PUBLIC_URL)", cfg.Issuer)
 	}
 	insecure := iss.Scheme == "http"
-	if insecure && !loopbackHost(iss.Hostname()) {
+	if insecure && !loopbackHost(iss.Hostname()) && !cfg.AllowInsecureIssuer {
 		return nil, fmt.Errorf("OIDC issuer %q: https is required outside loopback (WXLOGIN_PUBLIC_URL)", cfg.Issuer)
 	}
 	set, err := ensureKeySet(ctx, cfg.Records, cfg.Now())
 	if err != nil {
 		return nil, fmt.Errorf("OIDC keys: %w", err)
 	}
-	p := &Provider{cfg: cfg, secure: !insecure, clients: map[string]*client{}}
+	p := &Provider{cfg: cfg, secure: !insecure, clients: map[string]*client{}, limiter: newAuthorizeLimiter(cfg.AuthorizeRate)}
 	mac := hmac.New(sha256.New, set.CryptoKey)
 	mac.Write([]byte("wxlogin oidc browser binding"))
 	p.macKey = mac.Sum(nil)
@@ -213,6 +221,11 @@ func (p *Provider) discovery(c echo.Context) error {
 // new request to this browser, and shows op's refusals that must not
 // redirect (unknown client, unregistered redirect URI) as a page.
 func (p *Provider) authorize(c echo.Context) error {
+	if wait, ok := p.limiter.allow(c.RealIP(), p.cfg.Now()); !ok {
+		c.Response().Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
+		return p.errorPage(c, http.StatusTooManyRequests,
+			"登录请求太频繁, 请稍后再试。 Too many login requests from your address: try again in a moment.")
+	}
 	w := &authorizeWriter{ResponseWriter: c.Response().Writer, p: p}
 	p.op.ServeHTTP(w, c.Request())
 	if w.refused {
