@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"wxlogin/login"
+	"wxlogin/wechat"
 )
 
 // config is every setting, read once from the environment (and flags).
@@ -98,7 +99,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*c
 	c.QRTTL = dur("WXLOGIN_QR_TTL", login.DefaultQRTTL)
 	c.ConfirmMode = str("WXLOGIN_CONFIRM", "auto")
 	c.LinkKey = str("WXLOGIN_LINK_KEY", "")
-	c.ReplyTemplate = str("WXLOGIN_REPLY_TEMPLATE", login.DefaultReplyTemplate)
+	c.ReplyTemplate = str("WXLOGIN_REPLY_TEMPLATE", wechat.DefaultReplyTemplate)
 	c.LogFormat = str("WXLOGIN_LOG_FORMAT", "text")
 	c.SceneRate = num("WXLOGIN_SCENE_RATE", 30)
 	c.MaxStreams = num("WXLOGIN_MAX_STREAMS", 15000)
