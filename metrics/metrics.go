@@ -165,7 +165,9 @@ func (n *countingNotifier) Notify(ctx context.Context, v login.View) {
 
 // Streams counts open SSE streams (Serve) and waiting long-polls (Changed,
 // which only the long-poll uses) on the way to the hub.
-func (m *Metrics) Streams(next handlers.Streams) handlers.Streams { return &countingStreams{next: next, m: m} }
+func (m *Metrics) Streams(next handlers.Streams) handlers.Streams {
+	return &countingStreams{next: next, m: m}
+}
 
 type countingStreams struct {
 	next handlers.Streams
