@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"wxlogin/login"
+	"wxlogin/wechat"
 )
 
 // config is every setting, read once from the environment (and flags).
@@ -40,21 +41,14 @@ type config struct {
 	ShutdownGrace  time.Duration
 	Heartbeat      time.Duration
 	SweepInterval  time.Duration
-	OIDCClients    string       // WXLOGIN_OIDC_CLIENTS: the OpenID Connect client file; "" = provider off (on in demo mode)
-	Methods        loginMethods // WXLOGIN_METHODS
-}
-
-// loginMethods says which ways to log in a deployment offers.
-type loginMethods struct {
-	QR    bool // a parametric QR code (needs a verified Service Account)
-	Code  bool // a short code the person sends to the account as a message
-	OAuth bool // WeChat's web authorisation, inside WeChat's own browser
+	OIDCClients    string        // WXLOGIN_OIDC_CLIENTS: the OpenID Connect client file; "" = provider off (on in demo mode)
+	Methods        login.Methods // WXLOGIN_METHODS
 }
 
 // parseMethods reads WXLOGIN_METHODS: a comma-separated subset of qr, code
 // and oauth, at least one, each at most once.
-func parseMethods(v string) (loginMethods, error) {
-	var m loginMethods
+func parseMethods(v string) (login.Methods, error) {
+	var m login.Methods
 	names := splitList(v)
 	if len(names) == 0 {
 		return m, fmt.Errorf("WXLOGIN_METHODS=%q: want one or more of qr, code, oauth, comma-separated", v)
@@ -78,10 +72,6 @@ func parseMethods(v string) (loginMethods, error) {
 	}
 	return m, nil
 }
-
-// needsWeChatAPI reports whether any method on calls WeChat's API (and so
-// needs WECHAT_APPSECRET): login by message code only answers messages.
-func (m loginMethods) needsWeChatAPI() bool { return m.QR || m.OAuth }
 
 // Demo reports whether demo mode is on: exactly when no AppID is configured.
 func (c *config) Demo() bool { return c.AppID == "" }
@@ -139,7 +129,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*c
 	c.QRTTL = dur("WXLOGIN_QR_TTL", login.DefaultQRTTL)
 	c.ConfirmMode = str("WXLOGIN_CONFIRM", "auto")
 	c.LinkKey = str("WXLOGIN_LINK_KEY", "")
-	c.ReplyTemplate = str("WXLOGIN_REPLY_TEMPLATE", login.DefaultReplyTemplate)
+	c.ReplyTemplate = str("WXLOGIN_REPLY_TEMPLATE", wechat.DefaultReplyTemplate)
 	c.LogFormat = str("WXLOGIN_LOG_FORMAT", "text")
 	c.SceneRate = num("WXLOGIN_SCENE_RATE", 30)
 	c.MaxStreams = num("WXLOGIN_MAX_STREAMS", 15000)
@@ -217,7 +207,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*c
 			errs = append(errs, fmt.Errorf("WXLOGIN_ADDR=%q: demo mode (no WECHAT_APPID) listens on loopback only; set WXLOGIN_DEMO=1 to expose the demo", c.Addr))
 		}
 	} else {
-		if c.AppSecret == "" && c.Methods.needsWeChatAPI() {
+		if c.AppSecret == "" && (c.Methods.QR || c.Methods.OAuth) {
 			errs = append(errs, errors.New("WECHAT_APPSECRET is required with WECHAT_APPID (the qr and oauth login methods call WeChat's API)"))
 		}
 		if c.Token == "" {

@@ -61,8 +61,8 @@ type Config struct {
 	// AllowInsecureIssuer accepts an http issuer beyond loopback (demo mode
 	// only: never for real logins).
 	AllowInsecureIssuer bool
-	Log        *slog.Logger
-	Now        func() time.Time
+	Log                 *slog.Logger
+	Now                 func() time.Time
 }
 
 // Provider is the OpenID Provider mounted beside wxlogin's routes.
