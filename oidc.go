@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/url"
@@ -16,6 +17,7 @@ import (
 
 	"wxlogin/login"
 	"wxlogin/oidcprovider"
+	"wxlogin/static"
 	"wxlogin/storage"
 )
 
@@ -100,8 +102,12 @@ func mountOIDC(ctx context.Context, cfg *config, log *slog.Logger, e *echo.Echo,
 	if err != nil {
 		return err
 	}
+	demoPage, err := fs.ReadFile(static.Files, "index.html")
+	if err != nil {
+		return fmt.Errorf("OIDC login page: %w", err)
+	}
 	p, err := oidcprovider.New(ctx, oidcprovider.Config{
-		Issuer: issuer, Clients: clients, Records: records, Users: store,
+		Issuer: issuer, Clients: clients, DemoPage: demoPage, Records: records, Users: store,
 		EndSession: svc.Logout, Log: log, AuthorizeRate: cfg.SceneRate, AllowInsecureIssuer: cfg.Demo(),
 	})
 	if err != nil {

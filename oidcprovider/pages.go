@@ -7,6 +7,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"regexp"
 
 	"github.com/labstack/echo/v4"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
@@ -20,6 +21,31 @@ var pageFiles embed.FS
 
 var pages = template.Must(template.ParseFS(pageFiles, "pages/*.html"))
 
+var (
+	bodyTag      = regexp.MustCompile(`<body([^>]*)>`)
+	titleElement = regexp.MustCompile(`(?s)<title>.*?</title>`)
+	h1Element    = regexp.MustCompile(`(?s)<h1>.*?</h1>`)
+	relativeRef  = regexp.MustCompile(`\b(href|src)="([A-Za-z][^":]*)"`)
+)
+
+// loginPageTemplate makes the login page from the demo page (static's
+// index.html), so that the OIDC login offers exactly what the demo page
+// offers — the QR code and every other login method that is on —, titled
+// with the client's name, with its relative links made absolute (it is served
+// under /api/v1/oidc/login/), and with the address to go on to once logged in
+// (demo.js reads data-base, data-continue and data-resume).
+func loginPageTemplate(demoPage []byte) (*template.Template, error) {
+	page := string(demoPage)
+	if !bodyTag.MatchString(page) {
+		return nil, errors.New("the demo page has no <body> to make the login page from")
+	}
+	page = bodyTag.ReplaceAllString(page, `<body$1 data-base="{{.Base}}" data-continue="{{.Continue}}" data-resume="0">`)
+	page = titleElement.ReplaceAllString(page, `<title>登录到 {{.ClientName}} · Log in to {{.ClientName}}</title>`)
+	page = h1Element.ReplaceAllString(page, `<h1>微信登录到 {{.ClientName}}<span class="en">Log in to {{.ClientName}} with WeChat</span></h1>`)
+	page = relativeRef.ReplaceAllString(page, `$1="{{.Base}}/$2"`)
+	return template.New("login").Parse(page)
+}
+
 // pageCSP is the demo page's policy: our own scripts, styles and images
 // only, never framed.
 const pageCSP = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; " +
@@ -30,11 +56,15 @@ func (p *Provider) render(c echo.Context, status int, name string, data any) err
 	if err := pages.ExecuteTemplate(&buf, name, data); err != nil {
 		return err
 	}
+	p.pageHeaders(c)
+	return c.HTMLBlob(status, buf.Bytes())
+}
+
+func (p *Provider) pageHeaders(c echo.Context) {
 	h := c.Response().Header()
 	h.Set("Content-Security-Policy", pageCSP)
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Cache-Control", "no-store")
-	return c.HTMLBlob(status, buf.Bytes())
 }
 
 type messagePage struct {
@@ -102,8 +132,14 @@ func (p *Provider) login(c echo.Context) error {
 	if cl, ok := p.clients[a.ClientID]; ok {
 		name = cl.cfg.Name
 	}
-	return p.render(c, http.StatusOK, "login.html", struct{ Base, ClientName, Continue string }{
+	var buf bytes.Buffer
+	err = p.loginPage.Execute(&buf, struct{ Base, ClientName, Continue string }{
 		Base: p.cfg.Issuer, ClientName: name, Continue: p.loginURL(id)})
+	if err != nil {
+		return err
+	}
+	p.pageHeaders(c)
+	return c.HTMLBlob(http.StatusOK, buf.Bytes())
 }
 
 // session is the browser's live wxlogin session, errNoSession when there is none.

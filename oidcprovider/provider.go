@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"html/template"
 	"log/slog"
 	"net"
 	"net/http"
@@ -51,8 +52,10 @@ const (
 type Config struct {
 	Issuer  string // WXLOGIN_PUBLIC_URL
 	Clients []ClientConfig
-	Records Records
-	Users   Users
+	// DemoPage is the demo page (static's index.html); the login page is made from it.
+	DemoPage []byte
+	Records  Records
+	Users    Users
 	// EndSession ends a wxlogin session by its token (login.Service.Logout).
 	EndSession func(ctx context.Context, token string) error
 	// AuthorizeRate is new authorization requests per minute per client
@@ -67,13 +70,14 @@ type Config struct {
 
 // Provider is the OpenID Provider mounted beside wxlogin's routes.
 type Provider struct {
-	cfg     Config
-	op      *op.Provider
-	store   *store
-	macKey  []byte
-	secure  bool
-	clients map[string]*client
-	limiter *authorizeLimiter
+	cfg       Config
+	op        *op.Provider
+	store     *store
+	macKey    []byte
+	secure    bool
+	clients   map[string]*client
+	limiter   *authorizeLimiter
+	loginPage *template.Template
 }
 
 // DemoClient is the client demo mode registers for issuer: public (PKCE in
@@ -101,11 +105,16 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 	if insecure && !loopbackHost(iss.Hostname()) && !cfg.AllowInsecureIssuer {
 		return nil, fmt.Errorf("OIDC issuer %q: https is required outside loopback (WXLOGIN_PUBLIC_URL)", cfg.Issuer)
 	}
+	loginPage, err := loginPageTemplate(cfg.DemoPage)
+	if err != nil {
+		return nil, fmt.Errorf("OIDC login page: %w", err)
+	}
 	set, err := ensureKeySet(ctx, cfg.Records, cfg.Now())
 	if err != nil {
 		return nil, fmt.Errorf("OIDC keys: %w", err)
 	}
-	p := &Provider{cfg: cfg, secure: !insecure, clients: map[string]*client{}, limiter: newAuthorizeLimiter(cfg.AuthorizeRate)}
+	p := &Provider{cfg: cfg, secure: !insecure, clients: map[string]*client{}, limiter: newAuthorizeLimiter(cfg.AuthorizeRate),
+		loginPage: loginPage}
 	mac := hmac.New(sha256.New, set.CryptoKey)
 	mac.Write([]byte("wxlogin oidc browser binding"))
 	p.macKey = mac.Sum(nil)
