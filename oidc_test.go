@@ -141,11 +141,11 @@ func (r *rp) finish(t testing.TB, a authRequest, code string) (*oauth2.Token, st
 // rpBrowser is a person's browser: a cookie jar, redirects followed except to
 // a relying party's redirect URI, where it stops and reports the address.
 type rpBrowser struct {
-	t      *testing.T
+	t      testing.TB
 	client *http.Client
 }
 
-func newBrowser(t *testing.T) *rpBrowser {
+func newBrowser(t testing.TB) *rpBrowser {
 	jar, err := cookiejar.New(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -439,6 +439,13 @@ func TestOIDCSingleSignOnPromptAndMaxAge(t *testing.T) {
 	q = b.redirected(rp.start(oauth2.SetAuthURLParam("prompt", "none"), oauth2.SetAuthURLParam("max_age", "1")).URL, rpConfidentialURI)
 	if q.Get("error") != "login_required" {
 		t.Fatalf("prompt=none beyond max_age: %v", q)
+	}
+	// Finished requests leave no binding cookie behind (they would pile up).
+	pu, _ := url.Parse(srv.URL + "/")
+	for _, c := range b.client.Jar.Cookies(pu) {
+		if strings.HasPrefix(c.Name, "wxl_oidc_") {
+			t.Errorf("cookie %s left after its request finished", c.Name)
+		}
 	}
 }
 

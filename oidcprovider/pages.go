@@ -105,6 +105,7 @@ func (p *Provider) login(c echo.Context) error {
 			return p.errorPage(c, http.StatusBadRequest,
 				"这个登录请求已完成。 This login request is already finished: go back to the application.")
 		}
+		p.unbind(c, id)
 		op.AuthResponse(a, p.op, w, r)
 		return nil
 	}
@@ -121,10 +122,12 @@ func (p *Provider) login(c echo.Context) error {
 		if a, err = p.store.authRequest(ctx, id); err != nil {
 			return err
 		}
+		p.unbind(c, id)
 		op.AuthResponse(a, p.op, w, r)
 		return nil
 	}
 	if a.promptNone() {
+		p.unbind(c, id)
 		op.AuthRequestError(w, r, a, oidc.ErrLoginRequired(), p.op)
 		return nil
 	}
@@ -140,6 +143,14 @@ func (p *Provider) login(c echo.Context) error {
 	}
 	p.pageHeaders(c)
 	return c.HTMLBlob(http.StatusOK, buf.Bytes())
+}
+
+// unbind removes the binding cookie of a request that goes back to its
+// client now: with single sign-on a browser passes through many requests, and
+// their cookies would pile up for half an hour (and a long Cookie header is
+// refused with 431).
+func (p *Provider) unbind(c echo.Context, id string) {
+	c.SetCookie(p.bindCookie(id, -1))
 }
 
 // session is the browser's live wxlogin session, errNoSession when there is none.
