@@ -693,3 +693,16 @@ func TestOIDCClusterStepsOnTwoInstances(t *testing.T) {
 		t.Fatalf("/me on A after logout on B: %d", r.StatusCode)
 	}
 }
+
+func TestOIDCTokenRequestTooLarge(t *testing.T) {
+	srv := startOIDCServer(t, nil)
+	body := url.Values{"grant_type": {"authorization_code"}, "code": {strings.Repeat("x", 20<<10)}}.Encode()
+	resp, err := http.Post(srv.URL+"/oauth/token", "application/x-www-form-urlencoded", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("a 20 KiB token request: %d", resp.StatusCode)
+	}
+}

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
 	"github.com/rs/cors"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
@@ -185,18 +186,21 @@ func (p *Provider) loginURL(id string) string { return p.cfg.Issuer + loginPath 
 // own /healthz and /ready stay wxlogin's).
 func (p *Provider) Register(e *echo.Echo, demo bool) {
 	protocol := echo.WrapHandler(p.op)
+	// Form bodies here are small (a code, a verifier, an id_token_hint);
+	// net/http would read up to 10 MB.
+	small := middleware.BodyLimit("16K")
 	e.GET(oidc.DiscoveryEndpoint, p.discovery)
 	e.GET("/authorize", p.authorize)
-	e.POST("/authorize", p.authorize)
+	e.POST("/authorize", p.authorize, small)
 	for _, path := range []string{"/oauth/token", "/userinfo", "/keys"} {
 		e.OPTIONS(path, protocol) // CORS preflight, answered by op
 	}
-	e.POST("/oauth/token", protocol)
+	e.POST("/oauth/token", protocol, small)
 	e.GET("/userinfo", protocol)
-	e.POST("/userinfo", protocol)
+	e.POST("/userinfo", protocol, small)
 	e.GET("/keys", protocol)
 	e.GET("/end_session", protocol)
-	e.POST("/end_session", protocol)
+	e.POST("/end_session", protocol, small)
 	e.GET(loginPath+":id", p.login)
 	e.GET(logoutPath, p.logout)
 	if demo {
