@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"wxlogin/handlers"
 	"wxlogin/login"
 )
 
@@ -40,6 +41,8 @@ type config struct {
 	ShutdownGrace  time.Duration
 	Heartbeat      time.Duration
 	SweepInterval  time.Duration
+	AdminToken     string // WXLOGIN_ADMIN_TOKEN: turns on /api/v1/admin/; "" = off
+	OnUnsubscribe  string // WXLOGIN_ON_UNSUBSCRIBE: keep | logout
 }
 
 // Demo reports whether demo mode is on: exactly when no AppID is configured.
@@ -106,6 +109,8 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*c
 	c.ShutdownGrace = dur("WXLOGIN_SHUTDOWN_GRACE", 10*time.Second)
 	c.Heartbeat = dur("WXLOGIN_HEARTBEAT", 15*time.Second)
 	c.SweepInterval = dur("WXLOGIN_SWEEP_INTERVAL", time.Second)
+	c.AdminToken = str("WXLOGIN_ADMIN_TOKEN", "")
+	c.OnUnsubscribe = str("WXLOGIN_ON_UNSUBSCRIBE", "keep")
 
 	fs := flag.NewFlagSet("wxlogin", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -126,6 +131,12 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*c
 	}
 	if c.LinkKey != "" && len(c.LinkKey) < login.MinLinkKeyLen {
 		errs = append(errs, fmt.Errorf("WXLOGIN_LINK_KEY: want at least %d characters of random secret", login.MinLinkKeyLen))
+	}
+	if c.AdminToken != "" && len(c.AdminToken) < handlers.MinAdminTokenLen {
+		errs = append(errs, fmt.Errorf("WXLOGIN_ADMIN_TOKEN: want at least %d characters of random secret (it guards every user's data)", handlers.MinAdminTokenLen))
+	}
+	if c.OnUnsubscribe != "keep" && c.OnUnsubscribe != "logout" {
+		errs = append(errs, fmt.Errorf("WXLOGIN_ON_UNSUBSCRIBE=%q: want keep or logout", c.OnUnsubscribe))
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("WXLOGIN_LOG_FORMAT=%q: want text or json", c.LogFormat))

@@ -31,6 +31,12 @@ type Erased struct {
 	Scenes   int `json:"scenes"` // scenes scanned by the user: pending codes and finished logins still readable
 }
 
+// WithUnsubscribeLogout ends a user's sessions when they unfollow the
+// account (WXLOGIN_ON_UNSUBSCRIBE=logout); without it their sessions stay.
+func WithUnsubscribeLogout(end func(ctx context.Context, userID string) (int, error)) Option {
+	return func(s *Service) { s.endSessions = end }
+}
+
 // AdminActor names who made an admin change in the audit log. The admin API
 // has one shared token, so that is all that can be said.
 const AdminActor = "admin token"

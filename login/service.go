@@ -38,6 +38,9 @@ type Service struct {
 	interval      time.Duration
 	replyTemplate string
 	confirmLinks  bool
+	// endSessions, when set, ends a user's sessions when they unfollow the
+	// account (WXLOGIN_ON_UNSUBSCRIBE=logout).
+	endSessions func(ctx context.Context, userID string) (int, error)
 }
 
 // Option configures a Service.
@@ -379,10 +382,17 @@ func (s *Service) Decide(ctx context.Context, sceneID, openID string, approve bo
 	return rec, nil
 }
 
-// Unsubscribe records that a user stopped following the account.
+// Unsubscribe records that a user stopped following the account and, with
+// WithUnsubscribeLogout, ends their sessions. A retried message ends them
+// again (no-op if done): the first attempt may have failed after the record.
 func (s *Service) Unsubscribe(ctx context.Context, openID, dedupeKey string) error {
 	now := s.now().UTC()
+	var userID string
 	err := s.store.Update(ctx, Keys{OpenID: openID, DedupeKey: dedupeKey}, func(snap Snapshot) (Write, error) {
+		userID = ""
+		if snap.User != nil {
+			userID = snap.User.ID
+		}
 		if snap.Record != nil {
 			return Write{}, nil
 		}
@@ -396,6 +406,13 @@ func (s *Service) Unsubscribe(ctx context.Context, openID, dedupeKey string) err
 	})
 	if err != nil {
 		return fmt.Errorf("unsubscribe: %w", err)
+	}
+	if s.endSessions != nil && userID != "" {
+		n, err := s.endSessions(ctx, userID)
+		if err != nil {
+			return fmt.Errorf("unsubscribe: end sessions: %w", err)
+		}
+		s.log.InfoContext(ctx, "sessions ended on unsubscribe", "user_id", userID, "sessions", n)
 	}
 	return nil
 }
@@ -500,7 +517,9 @@ func (s *Service) Me(ctx context.Context, token string) (*UserView, error) {
 		return nil, err
 	}
 	u, err := s.store.User(ctx, sess.OpenID)
-	if errors.Is(err, ErrNotFound) {
+	// A session made for a user since deleted must not resolve to the new
+	// user of the same person.
+	if errors.Is(err, ErrNotFound) || (err == nil && u.ID != sess.UserID) {
 		return nil, Errorf(EUNAUTHORIZED, "unknown or expired session")
 	}
 	if err != nil {
