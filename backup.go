@@ -31,7 +31,7 @@ from WXLOGIN_ADMIN_TOKEN (never from a flag: flags show in ps). The copy is
 checked against the size and SHA-256 the service sends and opened as a
 wxlogin database before it replaces FILE; on any failure FILE is untouched
 and the exit status is 1.`)
-	if err := parseArgs(fs, args, 0); err != nil {
+	if _, err := parseArgs(fs, args, 0); err != nil {
 		return err
 	}
 	if *out == "" {

@@ -62,16 +62,25 @@ func hasFlags(fs *flag.FlagSet) bool {
 	return n > 0
 }
 
-// parseArgs parses flags and wants exactly nArgs positional arguments.
-func parseArgs(fs *flag.FlagSet, args []string, nArgs int) error {
-	if err := fs.Parse(args); err != nil {
-		return err
+// parseArgs parses flags, before or after the positional arguments, and
+// wants exactly nArgs of those.
+func parseArgs(fs *flag.FlagSet, args []string, nArgs int) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
 	}
-	if fs.NArg() != nArgs {
+	if len(pos) != nArgs {
 		fs.Usage()
-		return fmt.Errorf("want %d argument(s), got %d", nArgs, fs.NArg())
+		return nil, fmt.Errorf("want %d argument(s), got %d: %q", nArgs, len(pos), pos)
 	}
-	return nil
+	return pos, nil
 }
 
 // localURL is how a tool on the service's machine reaches it: WXLOGIN_ADDR

@@ -32,7 +32,7 @@ Refuses a target that already holds users or sessions unless -force; with
 -force a user already in the target is replaced only by one of the same
 openid with more logins, so running it twice changes nothing and never
 lowers a count. Prints what it moved.`)
-	if err := parseArgs(fs, args, 0); err != nil {
+	if _, err := parseArgs(fs, args, 0); err != nil {
 		return err
 	}
 	if *from == "" || *to == "" {

@@ -40,11 +40,12 @@ func loadOpenAPI(t *testing.T) *openapi3.T {
 func TestOpenAPIMatchesRoutes(t *testing.T) {
 	doc := loadOpenAPI(t)
 	env := map[string]string{
-		"WXLOGIN_ADDR":       "127.0.0.1:0",
-		"WXLOGIN_DB":         filepath.Join(t.TempDir(), "wxlogin.db"),
-		"WECHAT_TOKEN":       "test-callback-token",
-		"WXLOGIN_CONFIRM":    "link",
-		"WXLOGIN_PUBLIC_URL": "https://login.example.com",
+		"WXLOGIN_ADDR":        "127.0.0.1:0",
+		"WXLOGIN_DB":          filepath.Join(t.TempDir(), "wxlogin.db"),
+		"WECHAT_TOKEN":        "test-callback-token",
+		"WXLOGIN_CONFIRM":     "link",
+		"WXLOGIN_PUBLIC_URL":  "https://login.example.com",
+		"WXLOGIN_ADMIN_TOKEN": testAdminToken,
 	}
 	cfg, err := loadConfig(nil, func(k string) string { return env[k] }, io.Discard)
 	if err != nil {

@@ -17,10 +17,11 @@ stopped wxlogin. BACKUP must be a wxlogin database of this version or older
 and pass bbolt's consistency check. The database that was there, and its
 journal, are kept beside it with the suffix .before-restore-<time>.
 Refuses while the service runs (the database file is locked).`)
-	if err := parseArgs(fs, args, 1); err != nil {
+	pos, err := parseArgs(fs, args, 1)
+	if err != nil {
 		return err
 	}
-	src := fs.Arg(0)
+	src := pos[0]
 	moved, err := storage.Restore(src, *db)
 	if err != nil {
 		return err
