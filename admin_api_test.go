@@ -6,7 +6,6 @@ package main
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -269,9 +268,4 @@ func TestUnsubscribePolicy(t *testing.T) {
 			}
 		})
 	}
-}
-
-func readBody(r *http.Response) string {
-	b, _ := io.ReadAll(r.Body)
-	return string(b)
 }
