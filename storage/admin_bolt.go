@@ -58,7 +58,7 @@ func upgradeFormat(db *bolt.DB) error {
 		ids, bySession := tx.Bucket(allBuckets[bUserIDs]), tx.Bucket(allBuckets[bUserSessions])
 		err := tx.Bucket(allBuckets[bUsers]).ForEach(func(k, v []byte) error {
 			u, err := decode[login.User](v, string(k))
-			if err != nil {
+			if err != nil || u.ID == "" {
 				return err
 			}
 			return ids.Put([]byte(u.ID), openIDValue(u.OpenID))
@@ -94,8 +94,13 @@ func openIDValue(openID string) []byte {
 func userSessionKey(userID, tokenHash string) string { return userID + "\x00" + tokenHash }
 
 // indexUser keeps the id → openid index with the user it points at (a
-// user's id never changes, so this rewrites the same value).
-func indexUser(w *wtx, u *login.User) { w.put(bUserIDs, u.ID, openIDValue(u.OpenID)) }
+// user's id never changes, so this rewrites the same value). A user without
+// an id (only ever made by hand) cannot be found by one.
+func indexUser(w *wtx, u *login.User) {
+	if u.ID != "" {
+		w.put(bUserIDs, u.ID, openIDValue(u.OpenID))
+	}
+}
 
 // deleteSession removes a session with its index entries.
 func deleteSession(w *wtx, s *login.Session) {

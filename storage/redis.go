@@ -261,7 +261,9 @@ func (r *Redis) encodeWrite(ctx context.Context, k login.Keys, old *login.Scene,
 		u := w.User
 		ops = append(ops, func(p redis.Pipeliner) {
 			p.Set(ctx, key, raw, 0)
-			p.Set(ctx, r.userIDKey(u.ID), u.OpenID, 0) // admin_redis.go
+			if u.ID != "" {
+				p.Set(ctx, r.userIDKey(u.ID), u.OpenID, 0) // admin_redis.go
+			}
 		})
 	}
 	if w.Record != nil && k.DedupeKey != "" {
