@@ -62,7 +62,7 @@ func countLogin(t *testing.T, st login.Store, openID string) *login.User {
 	t.Helper()
 	var u *login.User
 	now := base()
-	mustUpdate(t, st, login.Keys{OpenID: openID}, func(snap login.Snapshot) (login.Write, error) {
+	mustUpdate(t, st, login.UpdateKeys{OpenID: openID}, func(snap login.ReadSet) (login.WriteSet, error) {
 		u = &login.User{ID: newUserID(), OpenID: openID, Name: login.DefaultUserName, FirstLoginAt: now}
 		if snap.User != nil {
 			c := *snap.User
@@ -70,7 +70,7 @@ func countLogin(t *testing.T, st login.Store, openID string) *login.User {
 		}
 		u.LoginCount++
 		u.LastLoginAt = now
-		return login.Write{User: u}, nil
+		return login.WriteSet{User: u}, nil
 	})
 	return u
 }
@@ -201,11 +201,11 @@ func testDeleteUser(t *testing.T, st login.Store, ud login.UserData) {
 	scanned := func(openID string) *login.Scene {
 		s := newScene(now.Add(2 * time.Minute))
 		mustCreate(t, st, s)
-		mustUpdate(t, st, login.Keys{SceneID: s.ID}, func(snap login.Snapshot) (login.Write, error) {
+		mustUpdate(t, st, login.UpdateKeys{SceneID: s.ID}, func(snap login.ReadSet) (login.WriteSet, error) {
 			next := *snap.Scene
 			next.Version++
 			next.Status, next.OpenID, next.ScannedAt, next.ConfirmedAt = login.StatusConfirmed, openID, now, now
-			return login.Write{Scene: &next}, nil
+			return login.WriteSet{Scene: &next}, nil
 		})
 		return s
 	}

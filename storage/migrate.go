@@ -242,7 +242,7 @@ func (r *Redis) ImportUser(ctx context.Context, u *login.User) (bool, error) {
 		if !wrote {
 			return nil
 		}
-		enc, err := r.encodeWrite(ctx, login.Keys{OpenID: u.OpenID}, nil, login.Write{User: u})
+		enc, err := r.encodeWrite(ctx, login.UpdateKeys{OpenID: u.OpenID}, nil, login.WriteSet{User: u})
 		if err != nil {
 			return err
 		}
