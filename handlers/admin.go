@@ -112,7 +112,7 @@ func (ad *adminAPI) backup(c echo.Context) error {
 }
 
 func (ad *adminAPI) showUser(c echo.Context) error {
-	rec, err := ad.cfg.Users.Show(c.Request().Context(), c.Param("id"))
+	rec, err := ad.cfg.Users.Show(c.Request().Context(), c.Param("id"), login.AdminActor)
 	if err != nil {
 		return err
 	}

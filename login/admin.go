@@ -90,8 +90,9 @@ func ValidUserID(id string) bool {
 
 var errUnknownUser = Errorf(ENOTFOUND, "unknown user")
 
-// Show returns what is kept about the user with this id.
-func (a *UserAdmin) Show(ctx context.Context, id string) (*UserRecord, error) {
+// Show returns what is kept about the user with this id. Reading a
+// person's data is audited as changing it is.
+func (a *UserAdmin) Show(ctx context.Context, id, actor string) (*UserRecord, error) {
 	if !ValidUserID(id) {
 		return nil, errUnknownUser
 	}
@@ -118,6 +119,7 @@ func (a *UserAdmin) Show(ctx context.Context, id string) (*UserRecord, error) {
 			rec.Sessions = append(rec.Sessions, SessionRecord{CreatedAt: s.CreatedAt.UTC(), ExpiresAt: s.ExpiresAt.UTC()})
 		}
 	}
+	a.audit.InfoContext(ctx, "audit: user shown", "action", "show_user", "actor", actor, "user_id", id, "at", now.UTC())
 	return rec, nil
 }
 
