@@ -11,6 +11,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
+
+	"wxlogin/login"
 )
 
 // Backup hands send a consistent copy of the whole database while writes go
@@ -47,17 +49,29 @@ func (b *Bolt) checkpointAll(ctx context.Context) error {
 // database this build can use: a bbolt file with wxlogin's buckets, of a
 // format version no newer than FormatVersion, whose pages pass bbolt's
 // consistency check. It returns the format version.
-func CheckSnapshot(path string) (uint64, error) {
-	if _, err := os.Stat(path); err != nil {
+func CheckSnapshot(path string) (version uint64, err error) {
+	fi, err := os.Stat(path)
+	if err != nil {
 		return 0, err
 	}
+	// bbolt trusts its pages: a damaged file can make it panic instead of
+	// failing, and this file comes from outside.
+	defer func() {
+		if p := recover(); p != nil {
+			version, err = 0, fmt.Errorf("%s is a damaged database: %v", path, p)
+		}
+	}()
 	db, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true, Timeout: time.Second})
 	if err != nil {
 		return 0, fmt.Errorf("%s is not a bbolt database: %w", path, err)
 	}
 	defer db.Close()
-	var version uint64
 	err = db.View(func(tx *bolt.Tx) error {
+		// A page past the end of the file is a fault (SIGBUS), not an
+		// error, once bbolt touches it: refuse a cut-off file first.
+		if tx.Size() > fi.Size() {
+			return fmt.Errorf("%s is cut off: %d bytes, its header says %d", path, fi.Size(), tx.Size())
+		}
 		for _, name := range [][]byte{allBuckets[bScenes], allBuckets[bUsers], allBuckets[bSessions], bucketMeta} {
 			if tx.Bucket(name) == nil {
 				return fmt.Errorf("%s is a bbolt database but not wxlogin's (no %q bucket)", path, name)
@@ -70,9 +84,28 @@ func CheckSnapshot(path string) (uint64, error) {
 		for err := range tx.Check() {
 			return fmt.Errorf("%s fails bbolt's consistency check: %w", path, err)
 		}
-		return nil
+		return checkRecords(tx)
 	})
-	return version, err
+	if err != nil {
+		return 0, err
+	}
+	return version, nil
+}
+
+// checkRecords decodes every user and session: the service reads them all
+// (the format upgrade, migrate), so a file whose records do not decode is
+// refused here rather than at the next start.
+func checkRecords(tx *bolt.Tx) error {
+	check := func(bucket uint8, decodeOne func(k, v []byte) error) error {
+		if err := tx.Bucket(allBuckets[bucket]).ForEach(decodeOne); err != nil {
+			return fmt.Errorf("a damaged %s record: %w", allBuckets[bucket], err)
+		}
+		return nil
+	}
+	if err := check(bUsers, func(k, v []byte) error { _, err := decode[login.User](v, string(k)); return err }); err != nil {
+		return err
+	}
+	return check(bSessions, func(k, v []byte) error { _, err := decode[login.Session](v, string(k)); return err })
 }
 
 // ErrInUse is returned by Restore when the target database is open in a
