@@ -42,22 +42,15 @@ type config struct {
 	ShutdownGrace  time.Duration
 	Heartbeat      time.Duration
 	SweepInterval  time.Duration
-	AdminToken     string       // WXLOGIN_ADMIN_TOKEN: turns on /api/v1/admin/; "" = off
-	OnUnsubscribe  string       // WXLOGIN_ON_UNSUBSCRIBE: keep | logout
-	Methods        loginMethods // WXLOGIN_METHODS
-}
-
-// loginMethods says which ways to log in a deployment offers.
-type loginMethods struct {
-	QR    bool // a parametric QR code (needs a verified Service Account)
-	Code  bool // a short code the person sends to the account as a message
-	OAuth bool // WeChat's web authorisation, inside WeChat's own browser
+	AdminToken     string        // WXLOGIN_ADMIN_TOKEN: turns on /api/v1/admin/; "" = off
+	OnUnsubscribe  string        // WXLOGIN_ON_UNSUBSCRIBE: keep | logout
+	Methods        login.Methods // WXLOGIN_METHODS
 }
 
 // parseMethods reads WXLOGIN_METHODS: a comma-separated subset of qr, code
 // and oauth, at least one, each at most once.
-func parseMethods(v string) (loginMethods, error) {
-	var m loginMethods
+func parseMethods(v string) (login.Methods, error) {
+	var m login.Methods
 	names := splitList(v)
 	if len(names) == 0 {
 		return m, fmt.Errorf("WXLOGIN_METHODS=%q: want one or more of qr, code, oauth, comma-separated", v)
@@ -81,10 +74,6 @@ func parseMethods(v string) (loginMethods, error) {
 	}
 	return m, nil
 }
-
-// needsWeChatAPI reports whether any method on calls WeChat's API (and so
-// needs WECHAT_APPSECRET): login by message code only answers messages.
-func (m loginMethods) needsWeChatAPI() bool { return m.QR || m.OAuth }
 
 // Demo reports whether demo mode is on: exactly when no AppID is configured.
 func (c *config) Demo() bool { return c.AppID == "" }
@@ -227,7 +216,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*c
 			errs = append(errs, fmt.Errorf("WXLOGIN_ADDR=%q: demo mode (no WECHAT_APPID) listens on loopback only; set WXLOGIN_DEMO=1 to expose the demo", c.Addr))
 		}
 	} else {
-		if c.AppSecret == "" && c.Methods.needsWeChatAPI() {
+		if c.AppSecret == "" && (c.Methods.QR || c.Methods.OAuth) {
 			errs = append(errs, errors.New("WECHAT_APPSECRET is required with WECHAT_APPID (the qr and oauth login methods call WeChat's API)"))
 		}
 		if c.Token == "" {

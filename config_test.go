@@ -4,6 +4,8 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"wxlogin/login"
 )
 
 // TestLoginMethodsConfig: WXLOGIN_METHODS takes a subset of qr, code and
@@ -15,18 +17,18 @@ func TestLoginMethodsConfig(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		env     map[string]string
-		want    loginMethods
+		want    login.Methods
 		wantErr string
 	}{
-		{"demo default", nil, loginMethods{QR: true, Code: true, OAuth: true}, ""},
-		{"real default", real, loginMethods{QR: true}, ""},
-		{"code and qr", with(real, "WXLOGIN_METHODS", " code, qr "), loginMethods{QR: true, Code: true}, ""},
-		{"code only, no secret", with(with(real, "WECHAT_APPSECRET", ""), "WXLOGIN_METHODS", "code"), loginMethods{Code: true}, ""},
-		{"qr needs the secret", with(real, "WECHAT_APPSECRET", ""), loginMethods{}, "WECHAT_APPSECRET"},
-		{"oauth needs the secret", with(with(real, "WECHAT_APPSECRET", ""), "WXLOGIN_METHODS", "code,oauth"), loginMethods{}, "WECHAT_APPSECRET"},
-		{"unknown", with(real, "WXLOGIN_METHODS", "qr,sms"), loginMethods{}, "WXLOGIN_METHODS"},
-		{"twice", with(real, "WXLOGIN_METHODS", "qr,QR"), loginMethods{}, "WXLOGIN_METHODS"},
-		{"empty list", with(real, "WXLOGIN_METHODS", ","), loginMethods{}, "WXLOGIN_METHODS"},
+		{"demo default", nil, login.Methods{QR: true, Code: true, OAuth: true}, ""},
+		{"real default", real, login.Methods{QR: true}, ""},
+		{"code and qr", with(real, "WXLOGIN_METHODS", " code, qr "), login.Methods{QR: true, Code: true}, ""},
+		{"code only, no secret", with(with(real, "WECHAT_APPSECRET", ""), "WXLOGIN_METHODS", "code"), login.Methods{Code: true}, ""},
+		{"qr needs the secret", with(real, "WECHAT_APPSECRET", ""), login.Methods{}, "WECHAT_APPSECRET"},
+		{"oauth needs the secret", with(with(real, "WECHAT_APPSECRET", ""), "WXLOGIN_METHODS", "code,oauth"), login.Methods{}, "WECHAT_APPSECRET"},
+		{"unknown", with(real, "WXLOGIN_METHODS", "qr,sms"), login.Methods{}, "WXLOGIN_METHODS"},
+		{"twice", with(real, "WXLOGIN_METHODS", "qr,QR"), login.Methods{}, "WXLOGIN_METHODS"},
+		{"empty list", with(real, "WXLOGIN_METHODS", ","), login.Methods{}, "WXLOGIN_METHODS"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env := with(tc.env, "WXLOGIN_ADDR", "127.0.0.1:0")

@@ -92,6 +92,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, self string) (*ap
 	a.svc = login.NewService(m.Store(store), m.Notifier(a.hub), client, append([]login.Option{
 		login.WithQRTTL(cfg.QRTTL),
 		login.WithConfirmLinks(cfg.ConfirmMode == "link"),
+		login.WithMethods(cfg.Methods),
 		login.WithLogger(log),
 	}, unsubscribeOptions(cfg, store)...)...)
 	callback := wechat.NewCallback(client, a.svc, wcfg.Token, log)

@@ -34,9 +34,18 @@ type Service struct {
 	qrTTL        time.Duration
 	interval     time.Duration
 	confirmLinks bool
+	methods      Methods
 	// endSessions, when set, ends a user's sessions when they unfollow the
 	// account (WXLOGIN_ON_UNSUBSCRIBE=logout).
 	endSessions func(ctx context.Context, userID string) (int, error)
+}
+
+// Methods are the ways to log in a deployment offers. Every way ends in the
+// same Confirm; they differ in how the person is identified.
+type Methods struct {
+	QR    bool // a parametric QR code, scanned (needs a verified Service Account)
+	Code  bool // a short code the person sends to the account as a message
+	OAuth bool // WeChat's web authorisation, inside WeChat's own browser
 }
 
 // Option configures a Service.
@@ -58,6 +67,10 @@ func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.log = l } }
 // only the confirm page makes it "confirmed".
 func WithConfirmLinks(on bool) Option { return func(s *Service) { s.confirmLinks = on } }
 
+// WithMethods sets the login methods on offer (default: QR only). Without
+// QR, scene creation asks WeChat for nothing.
+func WithMethods(m Methods) Option { return func(s *Service) { s.methods = m } }
+
 // NewService returns a Service over the given adapters.
 func NewService(store Store, notifier Notifier, qr QRIssuer, opts ...Option) *Service {
 	s := &Service{
@@ -66,6 +79,7 @@ func NewService(store Store, notifier Notifier, qr QRIssuer, opts ...Option) *Se
 		log:      slog.Default(),
 		qrTTL:    DefaultQRTTL,
 		interval: DefaultInterval,
+		methods:  Methods{QR: true},
 	}
 	for _, o := range opts {
 		o(s)
@@ -81,6 +95,9 @@ func (s *Service) QRTTL() time.Duration { return s.qrTTL }
 
 // Now is the service's clock.
 func (s *Service) Now() time.Time { return s.now() }
+
+// Methods reports the login methods on offer.
+func (s *Service) Methods() Methods { return s.methods }
 
 // ConfirmLinks reports whether confirm mode is on.
 func (s *Service) ConfirmLinks() bool { return s.confirmLinks }
@@ -98,7 +115,7 @@ type NewScene struct {
 }
 
 // CreateScene makes a scene with a fresh random id and secret, asks WeChat for
-// its QR code, and stores it.
+// its QR code when that method is on, and stores it.
 func (s *Service) CreateScene(ctx context.Context, meta ClientMeta) (*NewScene, error) {
 	// Check storage first: a QR code we cannot store would spend one of the
 	// account's 100 000 daily qrcode/create calls for nothing, on every
@@ -108,9 +125,12 @@ func (s *Service) CreateScene(ctx context.Context, meta ClientMeta) (*NewScene, 
 	}
 	id := randomToken(16)
 	secret := randomToken(32)
-	qr, err := s.qr.IssueQR(ctx, id, s.qrTTL)
-	if err != nil {
-		return nil, fmt.Errorf("create scene: %w", err)
+	var qr QR
+	if s.methods.QR {
+		var err error
+		if qr, err = s.qr.IssueQR(ctx, id, s.qrTTL); err != nil {
+			return nil, fmt.Errorf("create scene: %w", err)
+		}
 	}
 	now := s.now().UTC()
 	sc := &Scene{

@@ -356,6 +356,38 @@ func TestCreateSceneSpendsNoQuotaWhenStorageIsDown(t *testing.T) {
 	}
 }
 
+// Without the QR method a scene costs no qrcode/create call: login by
+// message code works on accounts that WeChat refuses QR codes to.
+func TestCreateSceneAsksForQROnlyWhenOffered(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		methods   login.Methods
+		wantCalls int
+	}{
+		{login.Methods{QR: true}, 1},
+		{login.Methods{QR: true, Code: true}, 1},
+		{login.Methods{Code: true}, 0},
+	} {
+		store, err := storage.OpenBolt(filepath.Join(t.TempDir(), "m.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		qr := &countingIssuer{}
+		svc := login.NewService(store, &notifications{}, qr, login.WithMethods(tc.methods))
+		ns, err := svc.CreateScene(ctx, login.ClientMeta{})
+		store.Close()
+		if err != nil {
+			t.Fatalf("%+v: %v", tc.methods, err)
+		}
+		if qr.calls != tc.wantCalls || (ns.Scene.QRURL != "") != (tc.wantCalls > 0) {
+			t.Errorf("%+v: %d qrcode/create calls, QR URL %q", tc.methods, qr.calls, ns.Scene.QRURL)
+		}
+		if svc.Methods() != tc.methods {
+			t.Errorf("Methods() = %+v, want %+v", svc.Methods(), tc.methods)
+		}
+	}
+}
+
 // Every way of identifying a person confirms through the same call: the
 // first identification confirms and counts once; in confirm mode it only
 // marks the scene scanned until the confirm link approves.
