@@ -10,6 +10,8 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -31,6 +33,7 @@ var userDataContract = []struct {
 	{"EndSessions", testEndSessions},
 	{"DeleteUser", testDeleteUser},
 	{"PurgeKeepsIndexRight", testPurgeSessionIndex},
+	{"DeleteRacesLogins", testDeleteRacesLogins},
 }
 
 func TestUserDataContract(t *testing.T) {
@@ -374,5 +377,70 @@ func TestRedisIndexesEarlierData(t *testing.T) {
 	}
 	if ttl := rdb.PTTL(ctx, prefix+"usess:"+u.ID).Val(); ttl <= 0 || ttl > time.Hour {
 		t.Fatalf("the session set lives %v, want about an hour (its session's life)", ttl)
+	}
+}
+
+// testDeleteRacesLogins deletes a person while they keep logging in and
+// getting sessions: whatever the interleaving, the store ends consistent —
+// the user found by openid is found by its id, every session left belongs
+// to that user, and a count only restarts after a delete.
+func testDeleteRacesLogins(t *testing.T, st login.Store, ud login.UserData) {
+	ctx := context.Background()
+	const openID = "o-racer"
+	first := countLogin(t, st, openID)
+	done := make(chan struct{})
+	var deletes int
+	go func() {
+		defer close(done)
+		for range 30 {
+			u, err := st.User(ctx, openID)
+			if err != nil {
+				continue
+			}
+			if _, err := ud.DeleteUser(ctx, u.ID); err == nil {
+				deletes++
+			} else if login.ErrorCode(err) != login.ENOTFOUND {
+				t.Errorf("delete: %v", err)
+			}
+		}
+	}()
+	for i := range 60 {
+		u := countLogin(t, st, openID)
+		newSession(t, st, u, fmt.Sprintf("race-%d", i), base())
+	}
+	<-done
+	if deletes == 0 {
+		t.Log("no delete found the user this time; the check below still holds")
+	}
+	u, err := st.User(ctx, openID)
+	if errors.Is(err, login.ErrNotFound) {
+		u = countLogin(t, st, openID) // the last delete came after the last login
+		if u.LoginCount != 1 {
+			t.Fatalf("a login after a delete counts %d, want 1", u.LoginCount)
+		}
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	byID, err := ud.UserByID(ctx, u.ID)
+	if err != nil || byID.OpenID != openID || byID.LoginCount != u.LoginCount {
+		t.Fatalf("UserByID(%s) = %+v, %v; want the user found by openid", u.ID, byID, err)
+	}
+	if deletes > 0 && u.ID == first.ID {
+		t.Fatalf("%d deletes went through but the first user's id %s survives", deletes, first.ID)
+	}
+	ss, err := ud.UserSessions(ctx, u.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range ss {
+		if s.UserID != u.ID {
+			t.Fatalf("session %s of %s listed for %s", s.TokenHash, s.UserID, u.ID)
+		}
+	}
+	if _, err := ud.DeleteUser(ctx, u.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.User(ctx, openID); !errors.Is(err, login.ErrNotFound) {
+		t.Fatalf("after the last delete: %v", err)
 	}
 }
