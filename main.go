@@ -21,7 +21,7 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
+	if err := dispatch(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "wxlogin:", err)
 		os.Exit(1)
 	}
@@ -30,9 +30,6 @@ func main() {
 // run starts the service and blocks until ctx ends, then shuts down
 // gracefully. Tests call it directly with their own environment.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	if len(args) > 0 && args[0] == "oidc" {
-		return oidcCommand(ctx, args[1:], getenv, stdout)
-	}
 	cfg, err := loadConfig(args, getenv, stdout)
 	if err != nil {
 		return err

@@ -118,23 +118,22 @@ func mountOIDC(ctx context.Context, cfg *config, log *slog.Logger, e *echo.Echo,
 	return nil
 }
 
-// oidcCommand runs `wxlogin oidc rotate-keys`: a new signing key signs from
-// now on (other running instances pick it up within a minute); the previous
-// one stays in the JWKS until the tokens it signed have expired. With bbolt
-// the server must be stopped (the file is locked while it runs); with Redis
-// it works while the cluster runs.
-func oidcCommand(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("wxlogin oidc", flag.ContinueOnError)
-	fs.SetOutput(stdout)
-	fs.Usage = func() {
-		fmt.Fprintln(stdout, "usage: wxlogin oidc rotate-keys  (reads WXLOGIN_DB or WXLOGIN_REDIS_URL)")
-	}
-	if err := fs.Parse(args); err != nil {
+// runOIDC runs `wxlogin oidc rotate-keys`.
+func runOIDC(ctx context.Context, fs *flag.FlagSet, args []string, getenv func(string) string, stdout io.Writer) error {
+	usage(fs, "wxlogin oidc rotate-keys", `
+Makes a new OpenID Connect signing key, which signs from now on (running
+instances pick it up within a minute); the previous public key stays in the
+JWKS until every token it signed has expired. Reads WXLOGIN_DB, or
+WXLOGIN_REDIS_URL and WXLOGIN_REDIS_PREFIX. With bbolt stop the service
+first (its file is locked while it runs); with Redis it works while the
+cluster runs.`)
+	pos, err := parseArgs(fs, args, 1)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 1 || fs.Arg(0) != "rotate-keys" {
+	if pos[0] != "rotate-keys" {
 		fs.Usage()
-		return errors.New("oidc: unknown or missing subcommand")
+		return fmt.Errorf("unknown subcommand %q", pos[0])
 	}
 	cfg, err := loadConfig(nil, getenv, stdout)
 	if err != nil {

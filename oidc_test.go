@@ -547,7 +547,7 @@ func TestOIDCKeysSurviveRestartAndRotate(t *testing.T) {
 
 	// Rotation (server stopped: bbolt is locked while it runs).
 	var out syncBuffer
-	if err := run(context.Background(), []string{"oidc", "rotate-keys"}, func(k string) string { return env[k] }, &out); err != nil {
+	if err := dispatch(context.Background(), []string{"oidc", "rotate-keys"}, func(k string) string { return env[k] }, &out, &out); err != nil {
 		t.Fatalf("rotate-keys: %v\n%s", err, out.String())
 	}
 	srv = startTestServer(t, env)
