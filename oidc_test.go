@@ -706,3 +706,23 @@ func TestOIDCTokenRequestTooLarge(t *testing.T) {
 		t.Fatalf("a 20 KiB token request: %d", resp.StatusCode)
 	}
 }
+
+// TestOIDCStartsWhileRedisIsDown: like the rest of wxlogin, the provider
+// does not stop the start when Redis does not answer; its keys are made and
+// read once Redis is back, and the flow works without a restart.
+func TestOIDCStartsWhileRedisIsDown(t *testing.T) {
+	r := startRedisServer(t)
+	r.stop(t)
+	srv := startOIDCServer(t, map[string]string{"WXLOGIN_REDIS_URL": r.url()})
+	if resp := apiCall(t, http.MethodGet, srv.URL+"/keys", "", nil, nil); resp.StatusCode < 500 {
+		t.Fatalf("/keys with Redis down: %d", resp.StatusCode)
+	}
+	r.start(t)
+	waitFor(t, 10*time.Second, "JWKS once Redis answers", func() bool {
+		return apiCall(t, http.MethodGet, srv.URL+"/keys", "", nil, nil).StatusCode == http.StatusOK
+	})
+	rp := newRP(t, srv.URL, rpConfidentialID, rpConfidentialSecret, rpConfidentialURI)
+	b := newBrowser(t)
+	a := rp.start()
+	rp.finish(t, a, b.login(rp, a, srv.URL, "oOIDC_redis_late_user_00000001", rpConfidentialURI).Get("code"))
+}

@@ -52,6 +52,8 @@ type storedKeySet struct {
 type keyRing struct {
 	records Records
 	now     func() time.Time
+	// ensure makes the key set if it could not be made at start (Redis down).
+	ensure func(context.Context) error
 
 	mu       sync.Mutex
 	signer   *signingKey
@@ -180,6 +182,9 @@ func RotateKeys(ctx context.Context, records Records, now time.Time) (string, er
 
 // signingKey is the newest key of the stored set, read again every keyReload.
 func (r *keyRing) signingKey(ctx context.Context) (*signingKey, error) {
+	if err := r.ensure(ctx); err != nil {
+		return nil, err
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := r.now()
@@ -204,6 +209,9 @@ func (r *keyRing) signingKey(ctx context.Context) (*signingKey, error) {
 // publicKeys are the keys of the JWKS, read from the store on every call so
 // that a key made by another instance is published everywhere at once.
 func (r *keyRing) publicKeys(ctx context.Context) ([]op.Key, error) {
+	if err := r.ensure(ctx); err != nil {
+		return nil, err
+	}
 	set, err := readKeySet(ctx, r.records)
 	if err != nil {
 		return nil, err

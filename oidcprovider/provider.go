@@ -25,6 +25,8 @@ import (
 	"github.com/rs/cors"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
+
+	"wxlogin/login"
 )
 
 // DemoClientID is the public client demo mode registers; its redirect URI is
@@ -74,7 +76,7 @@ type Provider struct {
 	cfg       Config
 	op        *op.Provider
 	store     *store
-	macKey    []byte
+	secrets   *secrets
 	secure    bool
 	clients   map[string]*client
 	limiter   *authorizeLimiter
@@ -110,20 +112,24 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("OIDC login page: %w", err)
 	}
-	set, err := ensureKeySet(ctx, cfg.Records, cfg.Now())
-	if err != nil {
+	p := &Provider{cfg: cfg, secure: !insecure, clients: map[string]*client{}, limiter: newAuthorizeLimiter(cfg.AuthorizeRate),
+		loginPage: loginPage, secrets: &secrets{records: cfg.Records, now: cfg.Now}}
+	// The keys are made now at the first start; a store that does not answer
+	// yet (Redis down) only delays that to the first request that needs them.
+	loadCtx, cancel := context.WithTimeout(ctx, loadTimeout)
+	err = p.secrets.load(loadCtx)
+	cancel()
+	if err != nil && login.ErrorCode(err) != login.EUNAVAILABLE {
 		return nil, fmt.Errorf("OIDC keys: %w", err)
 	}
-	p := &Provider{cfg: cfg, secure: !insecure, clients: map[string]*client{}, limiter: newAuthorizeLimiter(cfg.AuthorizeRate),
-		loginPage: loginPage}
-	mac := hmac.New(sha256.New, set.CryptoKey)
-	mac.Write([]byte("wxlogin oidc browser binding"))
-	p.macKey = mac.Sum(nil)
+	if err != nil {
+		cfg.Log.Warn("OIDC keys not loaded yet: the store does not answer; OpenID Connect requests fail until it does", "err", err)
+	}
 	for _, c := range cfg.Clients {
 		p.clients[c.ClientID] = newClient(c, p.loginURL)
 	}
 	p.store = &store{records: cfg.Records, users: cfg.Users, clients: p.clients, now: cfg.Now,
-		keys: &keyRing{records: cfg.Records, now: cfg.Now}}
+		keys: &keyRing{records: cfg.Records, now: cfg.Now, ensure: p.secrets.load}}
 
 	opCfg := &op.Config{
 		CodeMethodS256:  true,
@@ -132,8 +138,7 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 		SupportedClaims: []string{"sub", "aud", "exp", "iat", "iss", "auth_time", "nonce", "azp", "at_hash", "c_hash",
 			"name", "login_count"},
 	}
-	copy(opCfg.CryptoKey[:], set.CryptoKey)
-	opts := []op.Option{op.WithCORSOptions(p.corsOptions()), op.WithLogger(cfg.Log)}
+	opts := []op.Option{op.WithCORSOptions(p.corsOptions()), op.WithCrypto(p.secrets), op.WithLogger(cfg.Log)}
 	if insecure {
 		opts = append(opts, op.WithAllowInsecure())
 	}
@@ -281,14 +286,21 @@ func (p *Provider) bindCookie(id string, maxAge int) *http.Cookie {
 		HttpOnly: true, Secure: p.secure, SameSite: http.SameSiteLaxMode}
 }
 
+// mac authenticates value for purpose; "" when the keys cannot be read
+// (then nothing verifies, which fails closed).
 func (p *Provider) mac(purpose, value string) string {
-	m := hmac.New(sha256.New, p.macKey)
+	_, key, err := p.secrets.ready()
+	if err != nil {
+		return ""
+	}
+	m := hmac.New(sha256.New, key)
 	m.Write([]byte(purpose + "\x00" + value))
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
 func (p *Provider) macOK(purpose, value, got string) bool {
-	return hmac.Equal([]byte(p.mac(purpose, value)), []byte(got))
+	want := p.mac(purpose, value)
+	return want != "" && hmac.Equal([]byte(want), []byte(got))
 }
 
 // sessionEnder adds RP-initiated logout to the store: op validates the
