@@ -109,6 +109,7 @@ func mountOIDC(ctx context.Context, cfg *config, log *slog.Logger, e *echo.Echo,
 	p, err := oidcprovider.New(ctx, oidcprovider.Config{
 		Issuer: issuer, Clients: clients, DemoPage: demoPage, Records: records, Users: store,
 		EndSession: svc.Logout, Log: log, AuthorizeRate: cfg.SceneRate, AllowInsecureIssuer: cfg.Demo(),
+		KeysAtFirstUse: cfg.Demo(),
 	})
 	if err != nil {
 		return err

@@ -67,8 +67,12 @@ type Config struct {
 	// AllowInsecureIssuer accepts an http issuer beyond loopback (demo mode
 	// only: never for real logins).
 	AllowInsecureIssuer bool
-	Log                 *slog.Logger
-	Now                 func() time.Time
+	// KeysAtFirstUse defers making (or reading) the keys from the start to
+	// the first request that needs them. Demo mode does: most demo runs (and
+	// tests) never use OpenID Connect, and an RSA key costs a CPU burst.
+	KeysAtFirstUse bool
+	Log            *slog.Logger
+	Now            func() time.Time
 }
 
 // Provider is the OpenID Provider mounted beside wxlogin's routes.
@@ -116,14 +120,16 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 		loginPage: loginPage, secrets: &secrets{records: cfg.Records, now: cfg.Now}}
 	// The keys are made now at the first start; a store that does not answer
 	// yet (Redis down) only delays that to the first request that needs them.
-	loadCtx, cancel := context.WithTimeout(ctx, loadTimeout)
-	err = p.secrets.load(loadCtx)
-	cancel()
-	if err != nil && login.ErrorCode(err) != login.EUNAVAILABLE {
-		return nil, fmt.Errorf("OIDC keys: %w", err)
-	}
-	if err != nil {
-		cfg.Log.Warn("OIDC keys not loaded yet: the store does not answer; OpenID Connect requests fail until it does", "err", err)
+	if !cfg.KeysAtFirstUse {
+		loadCtx, cancel := context.WithTimeout(ctx, loadTimeout)
+		err = p.secrets.load(loadCtx)
+		cancel()
+		if err != nil && login.ErrorCode(err) != login.EUNAVAILABLE {
+			return nil, fmt.Errorf("OIDC keys: %w", err)
+		}
+		if err != nil {
+			cfg.Log.Warn("OIDC keys not loaded yet: the store does not answer; OpenID Connect requests fail until it does", "err", err)
+		}
 	}
 	for _, c := range cfg.Clients {
 		p.clients[c.ClientID] = newClient(c, p.loginURL)
