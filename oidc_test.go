@@ -686,6 +686,17 @@ func TestOIDCClusterStepsOnTwoInstances(t *testing.T) {
 	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), rpConfidentialURI) {
 		t.Fatalf("SSO on A after a login through B: %d %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
+	// Rotation while the cluster runs (Redis): both instances publish the
+	// new key at once, beside the old one.
+	var out syncBuffer
+	if err := dispatch(context.Background(), []string{"oidc", "rotate-keys"}, func(k string) string { return env[k] }, &out, &out); err != nil {
+		t.Fatalf("rotate-keys on Redis: %v\n%s", err, out.String())
+	}
+	for _, node := range []*testServer{a, b} {
+		if keys := jwks(t, node.URL); len(keys) != 2 || !strings.Contains(out.String(), keys[0]) {
+			t.Fatalf("JWKS on %s after rotation: %v (%s)", node.URL, keys, out.String())
+		}
+	}
 	// Logout on B ends the session everywhere.
 	session := br.cookie(a.URL+"/api/v1", "wxl_session")
 	br.redirected(b.URL+"/end_session?"+url.Values{"id_token_hint": {raw}, "post_logout_redirect_uri": {rpLoggedOutURI}}.Encode(), rpLoggedOutURI)
