@@ -97,6 +97,8 @@ type Bolt struct {
 	overlay      *overlay
 	overlayLimit int64
 
+	checkpointFault func() error // see boltConfig
+
 	lastCheckpointErr atomic.Pointer[error] // nil after a checkpoint that worked (for Ping)
 	generationFull    chan struct{}         // a journal generation passed RotateBytes: checkpoint now
 	stop              chan struct{}
@@ -114,6 +116,11 @@ type boltConfig struct {
 	every        time.Duration // checkpoint interval
 	timings      func(phase string, d time.Duration)
 	overlayLimit int64
+	// checkpointFault, when set (tests only), runs before each
+	// checkpoint's bbolt commit and fails it with its error: a full or
+	// failing disk under bbolt, which cannot be had for real without
+	// privileges.
+	checkpointFault func() error
 }
 
 // WithLockTimeout bounds the wait for the file lock (default 1 s), so a second
@@ -178,14 +185,15 @@ func OpenBolt(path string, opts ...BoltOption) (*Bolt, error) {
 		return nil, fmt.Errorf("open database %s: create buckets: %w", path, err)
 	}
 	b := &Bolt{
-		db:             db,
-		log:            cfg.log,
-		timings:        cfg.timings,
-		overlay:        newOverlay(),
-		overlayLimit:   cfg.overlayLimit,
-		generationFull: make(chan struct{}, 1),
-		stop:           make(chan struct{}),
-		loopDone:       make(chan struct{}),
+		db:              db,
+		log:             cfg.log,
+		timings:         cfg.timings,
+		overlay:         newOverlay(),
+		overlayLimit:    cfg.overlayLimit,
+		checkpointFault: cfg.checkpointFault,
+		generationFull:  make(chan struct{}, 1),
+		stop:            make(chan struct{}),
+		loopDone:        make(chan struct{}),
 	}
 	// The journal's files are opened only now, under bbolt's file lock.
 	b.journal, err = journal.Open(path, checkpointed, replayInto(db, cfg.log), journal.Config{

@@ -57,6 +57,11 @@ func (b *Bolt) commitGeneration() error {
 	}
 	start := time.Now()
 	err := b.db.Update(func(tx *bolt.Tx) error {
+		if b.checkpointFault != nil {
+			if err := b.checkpointFault(); err != nil {
+				return err
+			}
+		}
 		if err := applyOps(tx, g.ops); err != nil {
 			return err
 		}
