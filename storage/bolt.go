@@ -82,8 +82,10 @@ type Bolt struct {
 	log     *slog.Logger
 	timings func(phase string, d time.Duration)
 
-	// Lock order: checkpointMu, then writeMu. The overlay's and the
-	// journal's own locks are leaves, taken only inside their methods.
+	// Lock order: checkpointMu, then writeMu, then (leaves, each taken
+	// only inside its own type's methods and never with the other) the
+	// overlay's and the journal's locks. Nobody holds writeMu while waiting
+	// for a journal sync: writers queue behind the decision, not the disk.
 	//
 	// checkpointMu serialises checkpoints; it guards uncommitted.
 	checkpointMu sync.Mutex
