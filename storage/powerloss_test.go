@@ -176,14 +176,14 @@ func TestJournalSurvivesPowerLoss(t *testing.T) {
 // would show one without the other.
 func countWithMarker(b *Bolt, w int, n int64) error {
 	openID := fmt.Sprintf("w%d", w)
-	keys := login.Keys{OpenID: openID, DedupeKey: fmt.Sprintf("%s#%d", openID, n)}
-	return b.Update(context.Background(), keys, func(s login.Snapshot) (login.Write, error) {
+	keys := login.UpdateKeys{OpenID: openID, DedupeKey: fmt.Sprintf("%s#%d", openID, n)}
+	return b.Update(context.Background(), keys, func(s login.ReadSet) (login.WriteSet, error) {
 		if got := loginCount(s.User); got != n-1 {
-			return login.Write{}, fmt.Errorf("%s: count %d, want %d", openID, got, n-1)
+			return login.WriteSet{}, fmt.Errorf("%s: count %d, want %d", openID, got, n-1)
 		}
-		return login.Write{
+		return login.WriteSet{
 			User:   &login.User{OpenID: openID, LoginCount: n},
-			Record: &login.CallbackRecord{Outcome: login.OutcomeConfirmed, HandledAt: time.Now()},
+			Record: &login.Result{Outcome: login.OutcomeConfirmed, HandledAt: time.Now()},
 		}, nil
 	})
 }
@@ -213,7 +213,7 @@ func checkPowerLossState(t *testing.T, b *Bolt, acked []int64) {
 			t.Fatalf("%s: %d logins after a power cut, want %d acknowledged (or one more in flight)", openID, got, acked[w])
 		}
 		for n := got; n <= got+1; n++ {
-			rec, err := read[login.CallbackRecord](ctx, b, bCallbacks, fmt.Sprintf("%s#%d", openID, n))
+			rec, err := read[login.Result](ctx, b, bCallbacks, fmt.Sprintf("%s#%d", openID, n))
 			if err != nil {
 				t.Fatal(err)
 			}
