@@ -13,6 +13,8 @@ import (
 
 // writeTx is one write in progress: it reads through the overlay into
 // bbolt and collects its changes, which Bolt.write journals as one record.
+// It lives only inside decideAndAppend, under writeMu: nothing it reads
+// can change until its record is appended.
 type writeTx struct {
 	b         *Bolt
 	tx        *bolt.Tx // read-only: bbolt changes only at checkpoints
