@@ -42,6 +42,8 @@ const (
 	bCallbacksDue
 	bSessions
 	bSessionsDue
+	bUserIDs      // user id → openid (admin_bolt.go)
+	bUserSessions // user id, 0, token hash → nothing (admin_bolt.go)
 )
 
 var allBuckets = [][]byte{
@@ -52,6 +54,8 @@ var allBuckets = [][]byte{
 	bCallbacksDue: []byte("callbacks_due"),
 	bSessions:     []byte("sessions"),
 	bSessionsDue:  []byte("sessions_due"),
+	bUserIDs:      []byte("user_ids"),
+	bUserSessions: []byte("user_sessions"),
 }
 
 // bucketMeta holds the last journal generation written into bbolt.
@@ -186,6 +190,10 @@ func OpenBolt(path string, opts ...BoltOption) (*Bolt, error) {
 		db.Close()
 		return nil, fmt.Errorf("open database %s: create buckets: %w", path, err)
 	}
+	if err := checkFormat(db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
 	b := &Bolt{
 		db:              db,
 		log:             cfg.log,
@@ -209,6 +217,11 @@ func OpenBolt(path string, opts ...BoltOption) (*Bolt, error) {
 		},
 	})
 	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	if err := upgradeFormat(db); err != nil {
+		b.journal.Close()
 		db.Close()
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
@@ -363,6 +376,7 @@ func applyWrite(w *writeTx, k login.UpdateKeys, old *login.Scene, wr login.Write
 		if err := w.putJSON(bUsers, wr.User.OpenID, wr.User); err != nil {
 			return err
 		}
+		indexUser(w, wr.User)
 	}
 	if wr.Record != nil && k.DedupeKey != "" {
 		if err := w.putJSON(bCallbacks, k.DedupeKey, wr.Record); err != nil {
@@ -393,6 +407,7 @@ func (b *Bolt) CreateSession(ctx context.Context, s *login.Session) error {
 			return err
 		}
 		w.put(bSessionsDue, string(dueKey(s.ExpiresAt, s.TokenHash)), nil)
+		w.put(bUserSessions, userSessionKey(s.UserID, s.TokenHash), nil)
 		return nil
 	})
 	return wrap("create session", err)
@@ -417,8 +432,7 @@ func (b *Bolt) DeleteSession(ctx context.Context, tokenHash string) error {
 		if err != nil || s == nil {
 			return err
 		}
-		w.del(bSessionsDue, string(dueKey(s.ExpiresAt, tokenHash)))
-		w.del(bSessions, tokenHash)
+		deleteSession(w, s)
 		return nil
 	})
 	return wrap("delete session", err)
@@ -433,7 +447,7 @@ const purgeBatch = 10000
 func (b *Bolt) Purge(ctx context.Context, now time.Time) error {
 	err := b.write(ctx, func(w *writeTx) error {
 		purgeIndex(w, bCallbacksDue, bCallbacks, now)
-		purgeIndex(w, bSessionsDue, bSessions, now)
+		purgeSessions(w, now)
 		return nil
 	})
 	return wrap("purge", err)

@@ -95,21 +95,22 @@ func (o *overlay) size() int64 {
 	return o.bytes
 }
 
-// dueKeys returns, for an expiry index, the keys up to end (a dueKey
-// prefix) that the overlay holds: those it puts, and all it decides (puts
-// and deletions), which bbolt's must not override.
-func (o *overlay) dueKeys(bucket uint8, end string) (puts []string, decided map[string]bool) {
+// scan returns the keys of a bucket that match and that the overlay
+// holds: those it puts, all it decides (puts and deletions, which bbolt's
+// must not override), and the newest journal record among them.
+func (o *overlay) scan(bucket uint8, match func(key string) bool) (puts []string, decided map[string]bool, newest uint64) {
 	decided = map[string]bool{}
 	o.mu.RLock()
 	defer o.mu.RUnlock()
 	for k, e := range o.entries {
-		if k.bucket != bucket || len(k.key) < 8 || k.key[:8] > end {
+		if k.bucket != bucket || !match(k.key) {
 			continue
 		}
 		decided[k.key] = true
+		newest = max(newest, e.seq)
 		if !e.deleted {
 			puts = append(puts, k.key)
 		}
 	}
-	return puts, decided
+	return puts, decided, newest
 }

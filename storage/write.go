@@ -149,7 +149,9 @@ func read[T any](ctx context.Context, b *Bolt, bucket uint8, key string) (*T, er
 // own read transaction, after reading the overlay (see read).
 func (b *Bolt) dueKeys(tx *bolt.Tx, bucket uint8, now time.Time, limit int) ([]string, error) {
 	end := dueKey(now, "")
-	keys, decided := b.overlay.dueKeys(bucket, string(end))
+	endKey := string(end)
+	due := func(k string) bool { return len(k) >= 8 && k[:8] <= endKey }
+	keys, decided, _ := b.overlay.scan(bucket, due)
 	scan := func(tx *bolt.Tx) error {
 		c := tx.Bucket(allBuckets[bucket]).Cursor()
 		n := 0
