@@ -56,6 +56,8 @@ type Config struct {
 	// LoginText words a confirmed login on the confirm page, as the WeChat
 	// reply would (the reply template); nil shows a plain message.
 	LoginText func(login.Result) string
+	// WebAuth is set when the oauth login method is on.
+	WebAuth *WebAuthConfig
 }
 
 // Limits of request bodies.
@@ -121,6 +123,9 @@ func New(svc *login.Service, streams Streams, cfg Config) *echo.Echo {
 			return c.Blob(http.StatusOK, "application/yaml", cfg.OpenAPI)
 		})
 	}
+	if cfg.WebAuth != nil {
+		a.registerWebAuth(api)
+	}
 	if cfg.Demo && cfg.DevScan != nil {
 		api.POST("/dev/scan", a.devScan)
 		api.GET("/dev/config", func(c echo.Context) error {
@@ -158,6 +163,9 @@ type SceneCreated struct {
 	Interval  int          `json:"interval"`
 	EventsURL string       `json:"events_url"`
 	StatusURL string       `json:"status_url"`
+	// OAuthURL starts WeChat's web authorisation (the oauth method, inside
+	// WeChat's browser); the client adds ?return_to=.
+	OAuthURL string `json:"oauth_url,omitempty"`
 }
 
 func (a *API) createScene(c echo.Context) error {
@@ -182,7 +190,12 @@ func (a *API) createScene(c echo.Context) error {
 		SameSite: http.SameSiteStrictMode,
 	})
 	c.Response().Header().Set("Cache-Control", "no-store")
+	var oauthURL string
+	if a.cfg.WebAuth != nil {
+		oauthURL = base + "/oauth"
+	}
 	return c.JSON(http.StatusCreated, SceneCreated{
+		OAuthURL:  oauthURL,
 		SceneID:   sc.ID,
 		Secret:    ns.Secret,
 		Status:    sc.Status,
