@@ -323,7 +323,9 @@ func TestOAuthRefusals(t *testing.T) {
 			http.StatusServiceUnavailable, "wechat_error", true},
 		{"code with a URL in it", nil, func(state string) url.Values { return url.Values{"code": {"a&secret=b"}, "state": {state}} },
 			http.StatusBadRequest, "bad_code", true},
-		{"forged state", nil, func(string) url.Values { return url.Values{"code": {"x"}, "state": {"ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"}} },
+		{"forged state", nil, func(string) url.Values {
+			return url.Values{"code": {"x"}, "state": {"ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"}}
+		},
 			http.StatusBadRequest, "bad_state", false},
 		{"another browser", func(*oauthBrowser) *oauthBrowser { return newOAuthBrowser(t) },
 			withCode(wechat.WebAuthCode{OpenID: "oVictim"}), http.StatusForbidden, "wrong_browser", false},
