@@ -35,9 +35,10 @@ func newOAuthBrowser(t *testing.T) *oauthBrowser {
 }
 
 type oauthScene struct {
-	SceneID  string `json:"scene_id"`
-	Secret   string `json:"secret"`
-	OAuthURL string `json:"oauth_url"`
+	SceneID   string    `json:"scene_id"`
+	Secret    string    `json:"secret"`
+	OAuthURL  string    `json:"oauth_url"`
+	ExpiresAt time.Time `json:"expires_at"`
 }
 
 // answer is one response: status, Location and body.
@@ -466,5 +467,40 @@ func TestOAuthConfig(t *testing.T) {
 				t.Fatalf("err = %v; want one naming %s", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+// TestOAuthStartRateLimited: each start stores a state, so one address gets
+// the scene-creation budget (WXLOGIN_SCENE_RATE) for starts as well.
+func TestOAuthStartRateLimited(t *testing.T) {
+	srv := startTestServer(t, map[string]string{"WXLOGIN_SCENE_RATE": "2"})
+	b := newOAuthBrowser(t)
+	sc := b.createScene(srv.URL)
+	for i := range 2 {
+		if p := b.do(http.MethodGet, resolve(srv.URL, sc.OAuthURL), nil); p.status != http.StatusFound {
+			t.Fatalf("start %d: %d", i+1, p.status)
+		}
+	}
+	p := b.do(http.MethodGet, resolve(srv.URL, sc.OAuthURL), nil)
+	if p.status != http.StatusTooManyRequests || p.location != "" {
+		t.Fatalf("third start in a minute: %d → %q; want a 429 page", p.status, p.location)
+	}
+}
+
+// TestOAuthStateExpiresWithTheScene: a return after the scene's end logs
+// nobody in, even with a good code.
+func TestOAuthStateExpiresWithTheScene(t *testing.T) {
+	srv := startTestServer(t, map[string]string{"WXLOGIN_QR_TTL": "1s"})
+	b := newOAuthBrowser(t)
+	sc := b.createScene(srv.URL)
+	state, redirectURI := b.startOAuth(srv.URL, sc, "/")
+	code := wechat.UseDemoStandIn(wechatTimeout).IssueWebAuthCode(wechat.WebAuthCode{OpenID: "oLate"})
+	time.Sleep(time.Until(sc.ExpiresAt) + 50*time.Millisecond) // the scene's end is the condition
+	p := b.do(http.MethodGet, redirectURI+"?"+url.Values{"code": {code}, "state": {state}}.Encode(), nil)
+	if p.status != http.StatusBadRequest || p.location != "" {
+		t.Fatalf("late return: %d → %q; want the invalid-link page", p.status, p.location)
+	}
+	if n := metricValue(t, srv.URL, `wxlogin_oauth_callbacks_total{outcome="bad_state"}`); n != 1 {
+		t.Errorf("bad_state %v; want 1", n)
 	}
 }

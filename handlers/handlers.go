@@ -76,7 +76,10 @@ type API struct {
 	log     *slog.Logger
 	polls   *pollThrottle
 	creates *ipLimiter
-	secure  bool
+	// oauthStarts limits how fast one address starts web authorisations:
+	// each stores a state, so it gets the same budget as scene creation.
+	oauthStarts *ipLimiter
+	secure      bool
 }
 
 // New returns the Echo instance serving the whole API.
@@ -86,9 +89,10 @@ func New(svc *login.Service, streams Streams, cfg Config) *echo.Echo {
 	}
 	a := &API{
 		svc: svc, streams: streams, cfg: cfg, log: cfg.Log,
-		polls:   newPollThrottle(svc.Interval()),
-		creates: newIPLimiter(cfg.SceneRate),
-		secure:  strings.HasPrefix(cfg.PublicURL, "https://"),
+		polls:       newPollThrottle(svc.Interval()),
+		creates:     newIPLimiter(cfg.SceneRate),
+		oauthStarts: newIPLimiter(cfg.SceneRate),
+		secure:      strings.HasPrefix(cfg.PublicURL, "https://"),
 	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true

@@ -11,8 +11,10 @@ import (
 	"bytes"
 	_ "embed"
 	"html/template"
+	"math"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -104,6 +106,11 @@ func (a *API) startWebAuth(c echo.Context) error {
 	returnTo, err := checkReturnTo(strings.Join(raw, ""), a.selfOrigin(c), a.cfg.AllowedOrigins)
 	if err != nil {
 		return a.badReturnTo(c)
+	}
+	if wait, ok := a.oauthStarts.allow(c.RealIP()); !ok {
+		c.Response().Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(wait.Seconds())))))
+		return a.webAuthPage(c, http.StatusTooManyRequests, webAuthView{Title: "请稍后再试 / Try again shortly",
+			Message: "登录请求过于频繁, 请稍后再试。 Too many login attempts from your address; try again in a moment."})
 	}
 	start, err := a.svc.StartWebAuth(ctx, sc, returnTo)
 	if err != nil {
