@@ -101,6 +101,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, self string) (*ap
 		login.WithMethods(cfg.Methods),
 		login.WithLogger(log),
 	}
+	svcOpts = append(svcOpts, unsubscribeOptions(cfg, store)...)
 	if cfg.Methods.OAuth {
 		svcOpts = append(svcOpts, login.WithWebAuth(client))
 	}
@@ -135,6 +136,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, self string) (*ap
 		Middleware:     []echo.MiddlewareFunc{metrics.AccessLog(log), m.Middleware()},
 		OpenAPI:        openAPIDocument,
 		Links:          links,
+		Admin:          adminAPI(cfg, store, log),
 		LoginText:      replies.Text,
 		Ready: func(ctx context.Context) error {
 			ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
