@@ -84,6 +84,15 @@ func (a *API) webAuthCallbackURL(c echo.Context) string {
 	return "http://" + c.Request().Host + WebAuthCallbackPath
 }
 
+// webAuthCookiePath scopes the binding cookie to the callback, as browsers
+// see its path (WXLOGIN_PUBLIC_URL may put wxlogin under a prefix).
+func (a *API) webAuthCookiePath(c echo.Context) string {
+	if u, err := url.Parse(a.webAuthCallbackURL(c)); err == nil && u.Path != "" {
+		return u.Path
+	}
+	return WebAuthCallbackPath
+}
+
 // selfOrigin is wxlogin's origin as browsers see it.
 func (a *API) selfOrigin(c echo.Context) string {
 	u, _ := url.Parse(a.webAuthCallbackURL(c))
@@ -124,7 +133,7 @@ func (a *API) startWebAuth(c echo.Context) error {
 	c.SetCookie(&http.Cookie{
 		Name:     webAuthCookiePrefix + start.State,
 		Value:    start.Binding,
-		Path:     WebAuthCallbackPath,
+		Path:     a.webAuthCookiePath(c),
 		MaxAge:   max(1, int(time.Until(start.ExpiresAt)/time.Second)+60),
 		HttpOnly: true,
 		Secure:   a.secure,

@@ -88,7 +88,11 @@ func (c *Client) UnionID(ctx context.Context, openID string) (string, error) {
 	const api = "user/info"
 	tok, err := c.oa.GetAccessTokenContext(ctx)
 	if err != nil {
-		c.observeNoAnswer("token")
+		if code, answered := errcodeOf(err); answered {
+			c.observe("token", code)
+		} else {
+			c.observeNoAnswer("token")
+		}
 		return "", fmt.Errorf("user/info: access token: %s", Scrub(err.Error()))
 	}
 	raw, err := util.HTTPGetContext(ctx, "https://api.weixin.qq.com/cgi-bin/user/info?access_token="+
