@@ -504,3 +504,61 @@ func TestOAuthStateExpiresWithTheScene(t *testing.T) {
 		t.Errorf("bad_state %v; want 1", n)
 	}
 }
+
+// TestOAuthInConfirmMode: web authorisation confirms at once even in confirm
+// mode — it starts and ends in the browser holding the scene, so it is not
+// the phishing the confirm page guards scans against (and no WeChat message
+// would carry the link). A start authorised by the secret as Bearer works too.
+func TestOAuthInConfirmMode(t *testing.T) {
+	const public = "https://login.example.com"
+	srv := startTestServer(t, map[string]string{"WXLOGIN_CONFIRM": "link", "WXLOGIN_PUBLIC_URL": public})
+	b := newOAuthBrowser(t)
+	sc := b.createScene(srv.URL)
+	stream, resp := openStream(t, srv.URL, sc.SceneID, sc.Secret, "")
+	if stream == nil {
+		t.Fatalf("stream: %d", resp.StatusCode)
+	}
+	defer stream.Close()
+	stream.Next(t, 5*time.Second)
+
+	// The app holds the secret, not the cookie.
+	req, _ := http.NewRequest(http.MethodGet, onInstance(sc.OAuthURL, srv.URL)+"?return_to=/", nil)
+	req.Header.Set("Authorization", "Bearer "+sc.Secret)
+	start, err := b.hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start.Body.Close()
+	loc, _ := url.Parse(start.Header.Get("Location"))
+	state, redirectURI := loc.Query().Get("state"), loc.Query().Get("redirect_uri")
+	if start.StatusCode != http.StatusFound || redirectURI != public+handlers.WebAuthCallbackPath {
+		t.Fatalf("start with Bearer: %d, redirect_uri %q; want WXLOGIN_PUBLIC_URL's callback", start.StatusCode, redirectURI)
+	}
+	// WeChat would send the browser to the public host; a proxy there
+	// reaches this server. The binding cookie (Secure: localhost counts as
+	// secure, as in browsers) goes along.
+	u, _ := url.Parse(srv.URL + handlers.WebAuthCallbackPath)
+	var binding *http.Cookie
+	for _, ck := range b.hc.Jar.Cookies(u) {
+		if ck.Name == "wxl_oa_"+state {
+			binding = ck
+		}
+	}
+	if binding == nil {
+		t.Fatal("no binding cookie after the start")
+	}
+	code := wechat.UseDemoStandIn(wechatTimeout).IssueWebAuthCode(wechat.WebAuthCode{OpenID: "oConfirmMode"})
+	cb, _ := http.NewRequest(http.MethodGet, srv.URL+handlers.WebAuthCallbackPath+"?"+url.Values{"code": {code}, "state": {state}}.Encode(), nil)
+	cb.AddCookie(&http.Cookie{Name: binding.Name, Value: binding.Value})
+	back, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(cb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back.Body.Close()
+	if back.StatusCode != http.StatusFound {
+		t.Fatalf("callback: %d", back.StatusCode)
+	}
+	if ev := stream.Next(t, 5*time.Second); ev.Event != "confirmed" {
+		t.Fatalf("stream got %+v; want confirmed without a confirm page", ev)
+	}
+}
