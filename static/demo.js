@@ -76,7 +76,7 @@ const handlers = {
     $("wechat-login").hidden = !s.oauth;
     $("wechat-login").disabled = false;
     $("wechat-login").dataset.scene = s.scene_id;
-    $("scan").hidden = !demo || s.oauth;
+    showBanner();
     $("qr").dataset.scene = s.scene_id;
     $("user").hidden = true;
     $("net").hidden = true;
@@ -161,6 +161,15 @@ async function demoMode() {
   }
 }
 
+// showBanner says which demo this is: a simulated scan, or (inside WeChat) a
+// simulated authorisation page.
+function showBanner() {
+  const oauth = !!(scene && scene.oauth);
+  $("demo-banner").hidden = !demo || oauth;
+  $("demo-banner-oauth").hidden = !demo || !oauth;
+  $("scan").hidden = !demo || oauth;
+}
+
 function loginWithWeChat() {
   $("wechat-login").disabled = true;
   say("正在前往微信授权…", "Going to WeChat's authorisation…");
@@ -175,8 +184,7 @@ async function init() {
   $("polling").addEventListener("change", () => login.setPolling($("polling").checked));
   login = QRLogin.start({ base, qr: $("qr"), resume: true, polling: $("polling").checked, ...handlers });
   demo = await demoMode();
-  $("demo-banner").hidden = !demo;
-  $("scan").hidden = !demo || (scene && scene.oauth);
+  showBanner();
 }
 
 init();
