@@ -46,6 +46,7 @@ type config struct {
 	AdminToken     string        // WXLOGIN_ADMIN_TOKEN: turns on /api/v1/admin/; "" = off
 	OnUnsubscribe  string        // WXLOGIN_ON_UNSUBSCRIBE: keep | logout
 	Methods        login.Methods // WXLOGIN_METHODS
+	UnionID        bool          // WXLOGIN_UNIONID=1: look up unionids with cgi-bin/user/info
 }
 
 // parseMethods reads WXLOGIN_METHODS: a comma-separated subset of qr, code
@@ -153,6 +154,13 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*c
 		c.Methods = m
 	}
 
+	switch v := str("WXLOGIN_UNIONID", "0"); v {
+	case "0", "1":
+		c.UnionID = v == "1"
+	default:
+		errs = append(errs, fmt.Errorf("WXLOGIN_UNIONID=%q: want 0 or 1", v))
+	}
+
 	fs := flag.NewFlagSet("wxlogin", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.Addr, "addr", c.Addr, "listen address (WXLOGIN_ADDR)")
@@ -223,6 +231,12 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*c
 		}
 		if c.Token == "" {
 			errs = append(errs, errors.New("WECHAT_TOKEN is required with WECHAT_APPID (the callback signature token)"))
+		}
+		if c.Methods.OAuth && c.PublicURL == "" {
+			errs = append(errs, errors.New("WXLOGIN_METHODS=oauth needs WXLOGIN_PUBLIC_URL: WeChat sends the browser back to WXLOGIN_PUBLIC_URL/api/v1/login/oauth/callback, on the account's web authorisation domain"))
+		}
+		if c.UnionID && c.AppSecret == "" {
+			errs = append(errs, errors.New("WXLOGIN_UNIONID=1 needs WECHAT_APPSECRET (it calls WeChat's user/info)"))
 		}
 	}
 	if c.AESKey != "" && !validAESKey(c.AESKey) {

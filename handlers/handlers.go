@@ -58,6 +58,8 @@ type Config struct {
 	// LoginText words a confirmed login on the confirm page, as the WeChat
 	// reply would (the reply template); nil shows a plain message.
 	LoginText func(login.Result) string
+	// WebAuth is set when the oauth login method is on.
+	WebAuth *WebAuthConfig
 }
 
 // Limits of request bodies.
@@ -76,7 +78,10 @@ type API struct {
 	log     *slog.Logger
 	polls   *pollThrottle
 	creates *ipLimiter
-	secure  bool
+	// oauthStarts limits how fast one address starts web authorisations:
+	// each stores a state, so it gets the same budget as scene creation.
+	oauthStarts *ipLimiter
+	secure      bool
 }
 
 // New returns the Echo instance serving the whole API.
@@ -86,9 +91,10 @@ func New(svc *login.Service, streams Streams, cfg Config) *echo.Echo {
 	}
 	a := &API{
 		svc: svc, streams: streams, cfg: cfg, log: cfg.Log,
-		polls:   newPollThrottle(svc.Interval()),
-		creates: newIPLimiter(cfg.SceneRate),
-		secure:  strings.HasPrefix(cfg.PublicURL, "https://"),
+		polls:       newPollThrottle(svc.Interval()),
+		creates:     newIPLimiter(cfg.SceneRate),
+		oauthStarts: newIPLimiter(cfg.SceneRate),
+		secure:      strings.HasPrefix(cfg.PublicURL, "https://"),
 	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
@@ -122,6 +128,9 @@ func New(svc *login.Service, streams Streams, cfg Config) *echo.Echo {
 		api.GET("/openapi.yaml", func(c echo.Context) error {
 			return c.Blob(http.StatusOK, "application/yaml", cfg.OpenAPI)
 		})
+	}
+	if cfg.WebAuth != nil {
+		a.registerWebAuth(api)
 	}
 	if cfg.Admin != nil {
 		registerAdmin(api, cfg.Admin, cfg.Log)
@@ -163,6 +172,9 @@ type SceneCreated struct {
 	Interval  int          `json:"interval"`
 	EventsURL string       `json:"events_url"`
 	StatusURL string       `json:"status_url"`
+	// OAuthURL starts WeChat's web authorisation (the oauth method, inside
+	// WeChat's browser); the client adds ?return_to=.
+	OAuthURL string `json:"oauth_url,omitempty"`
 }
 
 func (a *API) createScene(c echo.Context) error {
@@ -187,7 +199,12 @@ func (a *API) createScene(c echo.Context) error {
 		SameSite: http.SameSiteStrictMode,
 	})
 	c.Response().Header().Set("Cache-Control", "no-store")
+	var oauthURL string
+	if a.cfg.WebAuth != nil {
+		oauthURL = base + "/oauth"
+	}
 	return c.JSON(http.StatusCreated, SceneCreated{
+		OAuthURL:  oauthURL,
 		SceneID:   sc.ID,
 		Secret:    ns.Secret,
 		Status:    sc.Status,

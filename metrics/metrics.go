@@ -44,6 +44,7 @@ type Metrics struct {
 	duration      *prometheus.HistogramVec // route, method, code
 	inFlightTotal prometheus.Gauge
 	storage       *prometheus.HistogramVec // phase: journal_sync, checkpoint
+	webAuth       *prometheus.CounterVec   // outcome: login.WebAuthOutcomes
 }
 
 // New creates the collectors on a fresh registry, with the Go runtime and
@@ -99,8 +100,12 @@ func New() *Metrics {
 				"(a scan waits for one); checkpoint is one bbolt commit of everything since the previous one.",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
 		}, []string{"phase"}),
+		webAuth: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "oauth_callbacks_total",
+			Help: "Returns from WeChat's web authorisation (the oauth method) by outcome.",
+		}, []string{"outcome"}),
 	}
-	m.reg.MustRegister(
+	m.reg.MustRegister(m.webAuth,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.scenes, m.streams, m.streamLife, m.longPolls, m.rejected, m.callbacks,
@@ -109,6 +114,9 @@ func New() *Metrics {
 	// Known series start at zero, so rate() works from the first scrape.
 	for _, ev := range []string{"created", "scanned", "confirmed", "denied", "expired", "consumed"} {
 		m.scenes.WithLabelValues(ev)
+	}
+	for _, o := range login.WebAuthOutcomes {
+		m.webAuth.WithLabelValues(string(o))
 	}
 	m.wechatUp.Set(1) // nothing has failed yet
 	return m
@@ -222,6 +230,12 @@ func callbackEvent(event string) string {
 		return "none" // refused before parsing (signature, size)
 	}
 	return "other"
+}
+
+// ObserveWebAuth counts one return from WeChat's web authorisation; the
+// outcome comes from the fixed set login.WebAuthOutcomes.
+func (m *Metrics) ObserveWebAuth(outcome login.WebAuthOutcome) {
+	m.webAuth.WithLabelValues(string(outcome)).Inc()
 }
 
 // ObserveWeChat is wechat.Client.Observe: one call to WeChat's API and its
