@@ -97,6 +97,12 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, self string) (*ap
 	)
 	callback := wechat.NewCallback(client, a.svc, wcfg.Token, log)
 	callback.Observe = m.ObserveCallback
+	// Bindings of signed queries to bodies must be seen by every instance:
+	// the Redis store keeps them; bbolt (one process) uses the in-process
+	// default.
+	if shared, ok := store.(wechat.QueryBindings); ok {
+		callback.Queries = shared
+	}
 	links, err := confirmLinks(cfg, wcfg)
 	if err != nil {
 		a.hub.Close()

@@ -1,0 +1,158 @@
+package main
+
+// Issue 13, item 1: a signed callback query cannot carry a body of someone
+// else's choosing. WeChat's plain-mode signature covers the token, timestamp
+// and nonce only; whoever has seen a callback URL could post it again with a
+// SCAN of their own scene and the victim's openid. In plain mode the query is
+// bound to its first body (across instances on Redis); with an AES key only
+// encrypted, msg_signature-checked callbacks are taken.
+
+import (
+	"net/http"
+	"net/url"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/silenceper/wechat/v2/util"
+
+	"wxlogin/wechat"
+)
+
+// callbackPair is two ways into one service: on Redis two instances, on
+// bbolt (one process by design) the same instance twice.
+type callbackPair struct{ a, b *testServer }
+
+// startCallbackPair starts the service on store ("bbolt" or "redis") with
+// WECHAT_AES_KEY=aes.
+func startCallbackPair(t *testing.T, store, aes string) callbackPair {
+	t.Helper()
+	env := map[string]string{"WECHAT_AES_KEY": aes, "WXLOGIN_SCENE_RATE": "0"}
+	if store == "bbolt" {
+		srv := startTestServer(t, env)
+		return callbackPair{srv, srv}
+	}
+	servers := startCluster(t, 2, clusterRedis, newClusterPrefix(t, clusterRedis), env)
+	return callbackPair{servers[0], servers[1]}
+}
+
+func TestCallbackQueryBoundToBody(t *testing.T) {
+	for _, store := range []string{"bbolt", "redis"} {
+		for _, aes := range []string{"", testAESKey} {
+			mode := "plain"
+			if aes != "" {
+				mode = "aes"
+			}
+			t.Run(store+"/"+mode, func(t *testing.T) {
+				callbackBoundToBody(t, startCallbackPair(t, store, aes), aes)
+			})
+		}
+	}
+}
+
+func callbackBoundToBody(t *testing.T, p callbackPair, aes string) {
+	simA, simB := secSimulator(p.a, aes), secSimulator(p.b, aes)
+	victim := wechat.RandomOpenID()
+	now := time.Now()
+
+	// The victim logs in; WeChat's URL is seen by the attacker (a proxy log).
+	victimScene := createScene(t, p.a.URL)
+	genuine := capture(t, simA, wechat.ScanEvent(victimScene.SceneID, victim, false, now), now)
+	status, body := sendRaw(t, p.a.URL, genuine.q, genuine.body)
+	first := replyText(t, simA, status, body)
+	if replyCount(t, first) != 1 {
+		t.Fatalf("genuine scan: %q", first)
+	}
+	// WeChat's retry (same query, same body), to the other instance: the
+	// same answer, nothing counted twice.
+	status, body = sendRaw(t, p.b.URL, genuine.q, genuine.body)
+	if again := replyText(t, simB, status, body); again != first {
+		t.Fatalf("retry answered %q, want %q", again, first)
+	}
+
+	// The attacker's own scene, and a plaintext SCAN of it in the victim's name.
+	attackerScene := createScene(t, p.b.URL)
+	plainSim := secSimulator(p.b, "")
+	forged := capture(t, plainSim, wechat.ScanEvent(attackerScene.SceneID, victim, false, now), now).body
+
+	attacks := []struct {
+		name string
+		q    url.Values
+		body []byte
+	}{
+		{"seen query, another body", genuine.q, forged},
+		{"seen query, another body, to the instance that answered", genuine.q, forged},
+	}
+	if aes != "" {
+		plainQ := url.Values{}
+		for _, k := range []string{"timestamp", "nonce", "signature", "openid"} {
+			plainQ.Set(k, genuine.q.Get(k))
+		}
+		attacks = append(attacks, struct {
+			name string
+			q    url.Values
+			body []byte
+		}{"seen query without encrypt_type, plaintext body", plainQ, forged})
+	}
+	for i, a := range attacks {
+		target := p.b
+		if i == 1 {
+			target = p.a
+		}
+		if status, body := sendRaw(t, target.URL, a.q, a.body); status != http.StatusForbidden {
+			t.Errorf("%s: %d %q, want 403", a.name, status, body)
+		}
+	}
+
+	// Nothing changed: the attacker's scene still waits, and the victim's
+	// next login is their second.
+	if v := pollScene(t, p.a.URL, attackerScene); v.Status != "pending" {
+		t.Fatalf("attacker's scene after the attacks: %+v", v)
+	}
+	next := createScene(t, p.b.URL)
+	r, err := simB.Send(t.Context(), wechat.ScanEvent(next.SceneID, victim, false, time.Now()))
+	if err != nil || r.Status != http.StatusOK {
+		t.Fatalf("victim's next login: %v %d %q", err, r.Status, r.Body)
+	}
+	if n := replyCount(t, r.Text); n != 2 {
+		t.Fatalf("victim's next login is number %d, want 2 (an attack counted)", n)
+	}
+}
+
+// TestSafeModeRefusesPlaintext: with WECHAT_AES_KEY set, a plaintext callback
+// correctly signed (WeChat's console still in plain mode, or an attacker
+// replaying a seen query) is 403 and confirms nothing; the URL check (GET)
+// still answers, so the console can be switched.
+func TestSafeModeRefusesPlaintext(t *testing.T) {
+	srv := startTestServer(t, map[string]string{"WECHAT_AES_KEY": testAESKey})
+	sc := createScene(t, srv.URL)
+	plain := secSimulator(srv, "")
+	r, err := plain.Send(t.Context(), wechat.ScanEvent(sc.SceneID, wechat.RandomOpenID(), false, time.Now()))
+	if err != nil || r.Status != http.StatusForbidden {
+		t.Fatalf("plaintext callback in safe mode: %v %d %q, want 403", err, r.Status, r.Body)
+	}
+	if v := pollScene(t, srv.URL, sc); v.Status != "pending" {
+		t.Fatalf("scene after a plaintext callback: %+v", v)
+	}
+	ts := time.Now().Unix()
+	q := signedCallbackQuery(ts, "echo1")
+	q.Set("echostr", "hello")
+	resp, err := http.Get(srv.URL + "/wechat/callback?" + q.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	echo, _ := readAll(resp)
+	if resp.StatusCode != http.StatusOK || echo != "hello" {
+		t.Fatalf("URL verification in safe mode: %d %q", resp.StatusCode, echo)
+	}
+}
+
+// signedCallbackQuery is a query signed with the test servers' token.
+func signedCallbackQuery(ts int64, nonce string) url.Values {
+	q := url.Values{}
+	t := strconv.FormatInt(ts, 10)
+	q.Set("timestamp", t)
+	q.Set("nonce", nonce)
+	q.Set("signature", util.Signature(testToken, t, nonce))
+	return q
+}
