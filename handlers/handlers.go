@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -483,6 +484,9 @@ func decodeJSON(c echo.Context, v any) error {
 		// Content-Length announced the size (a chunked body).
 		if errors.As(err, &mbe) || errors.Is(err, echo.ErrStatusRequestEntityTooLarge) {
 			return login.Errorf(login.ETOOLARGE, "request body larger than %d bytes", MaxJSONBody)
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) { // the server's body deadline
+			return echo.NewHTTPError(http.StatusRequestTimeout, "the request body did not arrive in time")
 		}
 		return login.Errorf(login.EINVALID, "cannot read the request body")
 	}

@@ -88,12 +88,12 @@ func (cb *Callback) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	if !plausibleNonce(q.Get("nonce")) || !ValidSignature(cb.token, q.Get("timestamp"), q.Get("nonce"), q.Get("signature")) {
 		cb.observe("", ResultBadSignature)
-		http.Error(w, "bad signature", http.StatusForbidden)
+		refuseUnread(w, "bad signature")
 		return
 	}
 	if !Fresh(q.Get("timestamp"), cb.now(), MaxClockSkew) {
 		cb.observe("", ResultStale)
-		http.Error(w, "stale timestamp", http.StatusForbidden)
+		refuseUnread(w, "stale timestamp")
 		return
 	}
 	safe := q.Get("encrypt_type") == "aes"
@@ -101,7 +101,7 @@ func (cb *Callback) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// With an AES key only encrypted messages are taken: a plaintext
 		// body is covered by no signature at all.
 		cb.observe("", ResultPlaintext)
-		http.Error(w, "plaintext callback refused: safe mode is configured", http.StatusForbidden)
+		refuseUnread(w, "plaintext callback refused: safe mode is configured")
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxCallbackBody))
@@ -123,6 +123,14 @@ func (cb *Callback) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	cb.serve(w, r, deadline, bind)
+}
+
+// refuseUnread answers 403 without reading the body. Connection: close
+// keeps net/http from reading (and waiting for) the unread body before it
+// sends the answer.
+func refuseUnread(w http.ResponseWriter, msg string) {
+	w.Header().Set("Connection", "close")
+	http.Error(w, msg, http.StatusForbidden)
 }
 
 // refuseBody answers a body that could not be read: too large, or not
