@@ -59,12 +59,13 @@ func ConfirmLink(svc *login.Service, links *login.LinkSigner, publicURL string) 
 
 // confirmPage serves GET (show) and POST (decide) for one link.
 type confirmPage struct {
-	svc   *login.Service
-	links *login.LinkSigner
+	svc    *login.Service
+	links  *login.LinkSigner
+	origin string // the public URL's origin: the only one whose pages may post here
 }
 
-func registerConfirm(e *echo.Echo, svc *login.Service, links *login.LinkSigner) {
-	p := &confirmPage{svc: svc, links: links}
+func registerConfirm(e *echo.Echo, svc *login.Service, links *login.LinkSigner, publicURL string) {
+	p := &confirmPage{svc: svc, links: links, origin: originOf(publicURL)}
 	limit := middleware.BodyLimit("4KB")
 	e.GET(ConfirmPath, p.show)
 	e.POST(ConfirmPath, p.decide, limit)
@@ -97,6 +98,13 @@ func (p *confirmPage) show(c echo.Context) error {
 }
 
 func (p *confirmPage) decide(c echo.Context) error {
+	// The link is the real protection (it is signed, single-use and bound
+	// to the scanner); refusing posts from other sites also stops a page
+	// that learnt a link from deciding with the person's browser.
+	if !p.fromOwnPage(c.Request()) {
+		return p.render(c, http.StatusForbidden, messageView("请从微信中打开 / Open from WeChat",
+			"这个请求不是从确认页面发出的。 This request did not come from the confirm page; open the link from WeChat again."))
+	}
 	// Only the form's body counts: a decision in the query string is ignored.
 	if err := c.Request().ParseForm(); err != nil {
 		if errors.Is(err, echo.ErrStatusRequestEntityTooLarge) {
@@ -131,6 +139,29 @@ func (p *confirmPage) decide(c echo.Context) error {
 		return p.render(c, http.StatusConflict, usedView())
 	}
 	return p.render(c, http.StatusGone, expiredView())
+}
+
+// fromOwnPage reports whether a POST comes from the confirm page itself.
+// Browsers say where a request comes from in Sec-Fetch-Site, or else in
+// Origin; a request with neither is not from a browser that could be led by
+// another site (curl, an old browser without Origin on forms).
+func (p *confirmPage) fromOwnPage(r *http.Request) bool {
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
+		return site == "same-origin"
+	}
+	if origin := r.Header.Get("Origin"); origin != "" {
+		return origin == p.origin // "null" (a sandboxed frame, a data: page) never is
+	}
+	return true
+}
+
+// originOf is a URL's origin as browsers send it: scheme://host[:port].
+func originOf(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return ""
+	}
+	return strings.ToLower(u.Scheme) + "://" + strings.ToLower(u.Host)
 }
 
 // load checks the link and returns its scene, or the status and page to show

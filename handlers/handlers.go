@@ -141,7 +141,7 @@ func New(svc *login.Service, streams Streams, cfg Config) *echo.Echo {
 		e.GET("/metrics", echo.WrapHandler(cfg.Metrics))
 	}
 	if cfg.Links != nil {
-		registerConfirm(e, svc, cfg.Links)
+		registerConfirm(e, svc, cfg.Links, cfg.PublicURL)
 	}
 	if cfg.Static != nil {
 		registerStatic(e, cfg.Static, cfg.Demo)
