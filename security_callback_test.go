@@ -8,12 +8,16 @@ package main
 // encrypted, msg_signature-checked callbacks are taken.
 
 import (
+	"encoding/xml"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/silenceper/wechat/v2/officialaccount/message"
 	"github.com/silenceper/wechat/v2/util"
 
 	"wxlogin/wechat"
@@ -155,4 +159,61 @@ func signedCallbackQuery(ts int64, nonce string) url.Values {
 	q.Set("nonce", nonce)
 	q.Set("signature", util.Signature(testToken, t, nonce))
 	return q
+}
+
+// compatibleMode is the callback WeChat's compatible mode (兼容模式) sends
+// for ev: the query of safe mode (encrypt_type=aes, msg_signature) and a body
+// with the message both in plaintext and encrypted.
+func compatibleMode(t *testing.T, srv *testServer, ev wechat.Event, at time.Time) captured {
+	t.Helper()
+	enc := capture(t, secSimulator(srv, testAESKey), ev, at)
+	var env message.EncryptedXMLMsg
+	if err := xml.Unmarshal(enc.body, &env); err != nil {
+		t.Fatal(err)
+	}
+	plain := string(capture(t, secSimulator(srv, ""), ev, at).body)
+	body := strings.Replace(plain, "</xml>", "<Encrypt><![CDATA["+env.EncryptedMsg+"]]></Encrypt></xml>", 1)
+	return captured{q: enc.q, body: []byte(body)}
+}
+
+// TestSwitchToSafeModeLosesNoLogin follows README's order: the console goes
+// to compatible mode while wxlogin has no key (the plaintext copy is taken),
+// then wxlogin gets WECHAT_AES_KEY (the encrypted copy is taken, plaintext
+// refused), then the console goes to safe mode. Every step logs in.
+func TestSwitchToSafeModeLosesNoLogin(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "wxlogin.db")
+	person := wechat.RandomOpenID()
+
+	// 1. Console in compatible mode, wxlogin without a key.
+	srv := startTestServer(t, map[string]string{"WXLOGIN_DB": db})
+	sc := createScene(t, srv.URL)
+	msg := compatibleMode(t, srv, wechat.ScanEvent(sc.SceneID, person, false, time.Now()), time.Now())
+	status, body := sendRaw(t, srv.URL, msg.q, msg.body)
+	if n := replyCount(t, replyText(t, secSimulator(srv, ""), status, body)); n != 1 {
+		t.Fatalf("compatible mode without a key: login %d", n)
+	}
+	// Its plaintext copy is bound to the query like any plain message.
+	forged := compatibleMode(t, srv, wechat.ScanEvent(createScene(t, srv.URL).SceneID, person, false, time.Now()), time.Now())
+	if status, _ := sendRaw(t, srv.URL, msg.q, forged.body); status != http.StatusForbidden {
+		t.Fatalf("compatible mode without a key, seen query with another body: %d", status)
+	}
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	// 2. wxlogin gets the key; the console is still in compatible mode.
+	srv = startTestServer(t, map[string]string{"WXLOGIN_DB": db, "WECHAT_AES_KEY": testAESKey})
+	sc = createScene(t, srv.URL)
+	msg = compatibleMode(t, srv, wechat.ScanEvent(sc.SceneID, person, false, time.Now()), time.Now())
+	status, body = sendRaw(t, srv.URL, msg.q, msg.body)
+	if n := replyCount(t, replyText(t, secSimulator(srv, testAESKey), status, body)); n != 2 {
+		t.Fatalf("compatible mode with the key: login %d", n)
+	}
+
+	// 3. The console in safe mode.
+	sc = createScene(t, srv.URL)
+	r, err := secSimulator(srv, testAESKey).Send(t.Context(), wechat.ScanEvent(sc.SceneID, person, false, time.Now()))
+	if err != nil || r.Status != http.StatusOK || replyCount(t, r.Text) != 3 {
+		t.Fatalf("safe mode: %v %d %q", err, r.Status, r.Text)
+	}
 }

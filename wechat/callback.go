@@ -97,6 +97,15 @@ func (cb *Callback) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	safe := q.Get("encrypt_type") == "aes"
+	if safe && !cb.safeOnly {
+		// WeChat's compatible mode while wxlogin has no AES key yet: the
+		// body carries the message in plaintext beside the encrypted copy.
+		// Take the plaintext, with plain mode's checks, so that switching
+		// the console to compatible mode before setting WECHAT_AES_KEY
+		// loses no login (README: switching to safe mode).
+		safe = false
+		r = asPlainMode(r, q)
+	}
 	if r.Method == http.MethodPost && cb.safeOnly && !safe {
 		// With an AES key only encrypted messages are taken: a plaintext
 		// body is covered by no signature at all.
@@ -123,6 +132,22 @@ func (cb *Callback) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	cb.serve(w, r, deadline, bind)
+}
+
+// asPlainMode is r without the query parameters that tell silenceper to
+// decrypt the body.
+func asPlainMode(r *http.Request, q url.Values) *http.Request {
+	plain := url.Values{}
+	for k, v := range q {
+		if k != "encrypt_type" && k != "msg_signature" {
+			plain[k] = v
+		}
+	}
+	u := *r.URL
+	u.RawQuery = plain.Encode()
+	r2 := r.WithContext(r.Context())
+	r2.URL = &u
+	return r2
 }
 
 // refuseUnread answers 403 without reading the body. Connection: close
