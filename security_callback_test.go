@@ -217,3 +217,34 @@ func TestSwitchToSafeModeLosesNoLogin(t *testing.T) {
 		t.Fatalf("safe mode: %v %d %q", err, r.Status, r.Text)
 	}
 }
+
+// TestBindingsKeptOverRestart: on bbolt the bindings of a run are kept in
+// the database at a graceful stop, so a restart within the freshness window
+// does not let a seen query carry another body.
+func TestBindingsKeptOverRestart(t *testing.T) {
+	env := map[string]string{"WXLOGIN_DB": filepath.Join(t.TempDir(), "wxlogin.db")}
+	srv := startTestServer(t, env)
+	sim := secSimulator(srv, "")
+	victim := wechat.RandomOpenID()
+	now := time.Now()
+	genuine := capture(t, sim, wechat.ScanEvent(createScene(t, srv.URL).SceneID, victim, false, now), now)
+	status, body := sendRaw(t, srv.URL, genuine.q, genuine.body)
+	first := replyText(t, sim, status, body)
+	attackerScene := createScene(t, srv.URL)
+	forged := capture(t, sim, wechat.ScanEvent(attackerScene.SceneID, victim, false, now), now).body
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	srv = startTestServer(t, env)
+	if status, body := sendRaw(t, srv.URL, genuine.q, forged); status != http.StatusForbidden {
+		t.Fatalf("seen query with another body after a restart: %d %q", status, body)
+	}
+	status, body = sendRaw(t, srv.URL, genuine.q, genuine.body)
+	if again := replyText(t, secSimulator(srv, ""), status, body); again != first {
+		t.Fatalf("WeChat's retry after the restart: %q, want %q", again, first)
+	}
+	if v := pollScene(t, srv.URL, attackerScene); v.Status != "pending" {
+		t.Fatalf("attacker's scene: %+v", v)
+	}
+}

@@ -3,6 +3,8 @@ package wechat
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
+	"fmt"
 	"sync"
 	"time"
 )
@@ -25,8 +27,9 @@ type QueryBindings interface {
 }
 
 // LocalQueryBindings keeps bindings in this process: enough for one
-// instance (bbolt), not for a cluster. A restart forgets them; see
-// SECURITY.md for why they are not written to disk.
+// instance (bbolt), not for a cluster. MarshalBinary and UnmarshalBinary
+// carry them over a graceful restart; a crash forgets them (see SECURITY.md
+// for why each binding is not written to disk as it is made).
 type LocalQueryBindings struct {
 	now func() time.Time
 
@@ -70,6 +73,54 @@ func (l *LocalQueryBindings) sweepLocked(now time.Time) {
 			delete(l.bound, k)
 		}
 	}
+}
+
+// keptBinding is one binding as MarshalBinary writes it.
+type keptBinding struct {
+	Query string `json:"q"`
+	Hash  []byte `json:"h"`
+	Until int64  `json:"u"` // Unix seconds
+}
+
+// MarshalBinary encodes the bindings still in force, to be kept over a
+// restart. It is nil when there is nothing to keep.
+func (l *LocalQueryBindings) MarshalBinary() ([]byte, error) {
+	now := l.now()
+	l.mu.Lock()
+	kept := make([]keptBinding, 0, len(l.bound))
+	for q, b := range l.bound {
+		if now.Before(b.until) {
+			kept = append(kept, keptBinding{Query: q, Hash: b.hash[:], Until: b.until.Unix()})
+		}
+	}
+	l.mu.Unlock()
+	if len(kept) == 0 {
+		return nil, nil
+	}
+	return json.Marshal(kept)
+}
+
+// UnmarshalBinary adds bindings encoded by MarshalBinary, except those no
+// longer in force.
+func (l *LocalQueryBindings) UnmarshalBinary(data []byte) error {
+	var kept []keptBinding
+	if err := json.Unmarshal(data, &kept); err != nil {
+		return fmt.Errorf("decode kept callback query bindings: %w", err)
+	}
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, k := range kept {
+		until := time.Unix(k.Until, 0)
+		if len(k.Hash) != sha256.Size || !now.Before(until) {
+			continue
+		}
+		var b boundBody
+		copy(b.hash[:], k.Hash)
+		b.until = until
+		l.bound[k.Query] = b
+	}
+	return nil
 }
 
 // Len is how many bindings are held (for tests).
