@@ -91,12 +91,14 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, self string) (*ap
 
 	a.svc = login.NewService(m.Store(store), m.Notifier(a.hub), client,
 		login.WithQRTTL(cfg.QRTTL),
-		login.WithReplyTemplate(cfg.ReplyTemplate),
 		login.WithConfirmLinks(cfg.ConfirmMode == "link"),
+		login.WithMethods(cfg.Methods),
 		login.WithLogger(log),
 	)
 	callback := wechat.NewCallback(client, a.svc, wcfg.Token, log)
 	callback.Observe = m.ObserveCallback
+	replies := wechat.Replies{Template: cfg.ReplyTemplate}
+	callback.Replies = replies
 	// Bindings of signed queries to bodies must be seen by every instance:
 	// the Redis store keeps them. bbolt is one process: they stay in it, and
 	// the bbolt file carries them over a graceful restart.
@@ -129,6 +131,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, self string) (*ap
 		Middleware:     []echo.MiddlewareFunc{metrics.AccessLog(log), m.Middleware()},
 		OpenAPI:        openAPIDocument,
 		Links:          links,
+		LoginText:      replies.Text,
 		Ready: func(ctx context.Context) error {
 			ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			defer cancel()
