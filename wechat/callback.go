@@ -54,7 +54,8 @@ type Callback struct {
 	// Observe, when set, is told each callback's event and result (metrics).
 	Observe func(event, result string)
 	// Queries binds plain-mode signed queries to their bodies. NewCallback
-	// sets in-process bindings; a cluster sets shared ones (Redis) before use.
+	// sets in-process bindings; wiring replaces them (Redis in a cluster, or
+	// bindings kept over restarts in the bbolt file) before use.
 	Queries QueryBindings
 	// safeOnly: an AES key is configured, so only encrypted messages count.
 	safeOnly bool
