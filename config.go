@@ -40,6 +40,7 @@ type config struct {
 	MaxStreams     int
 	MaxStreamsIP   int
 	ShutdownGrace  time.Duration
+	BodyTimeout    time.Duration // a request body must arrive whole within this
 	Heartbeat      time.Duration
 	SweepInterval  time.Duration
 	OIDCClients    string        // WXLOGIN_OIDC_CLIENTS: the OpenID Connect client file; "" = provider off (on in demo mode)
@@ -139,6 +140,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*c
 	c.MaxStreams = num("WXLOGIN_MAX_STREAMS", 15000)
 	c.MaxStreamsIP = num("WXLOGIN_MAX_STREAMS_PER_IP", 100)
 	c.ShutdownGrace = dur("WXLOGIN_SHUTDOWN_GRACE", 10*time.Second)
+	c.BodyTimeout = dur("WXLOGIN_BODY_TIMEOUT", 10*time.Second)
 	c.Heartbeat = dur("WXLOGIN_HEARTBEAT", 15*time.Second)
 	c.SweepInterval = dur("WXLOGIN_SWEEP_INTERVAL", time.Second)
 	c.OIDCClients = str("WXLOGIN_OIDC_CLIENTS", "")

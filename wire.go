@@ -113,6 +113,15 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, self string) (*ap
 	callback.Observe = m.ObserveCallback
 	replies := wechat.Replies{Template: cfg.ReplyTemplate}
 	callback.Replies = replies
+	// Bindings of signed queries to bodies must be seen by every instance:
+	// the Redis store keeps them. bbolt is one process: they stay in it, and
+	// the bbolt file carries them over a graceful restart.
+	switch st := store.(type) {
+	case wechat.QueryBindings:
+		callback.Queries = st
+	case *storage.Bolt:
+		callback.Queries = keptQueryBindings(a, st, log)
+	}
 	links, err := confirmLinks(cfg, wcfg)
 	if err != nil {
 		a.hub.Close()
@@ -176,6 +185,30 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, self string) (*ap
 		sweep(bgCtx, a.svc, cfg.SweepInterval, log)
 	}()
 	return a, nil
+}
+
+// keptQueryBindingsName names the webhook's query bindings in the bbolt file.
+const keptQueryBindingsName = "callback_query_bindings"
+
+// keptQueryBindings returns in-process query bindings that start with those
+// kept at the last graceful stop and are kept again at close.
+func keptQueryBindings(a *app, st *storage.Bolt, log *slog.Logger) *wechat.LocalQueryBindings {
+	local := wechat.NewLocalQueryBindings()
+	data, err := st.TakeKept(keptQueryBindingsName)
+	if err == nil && data != nil {
+		err = local.UnmarshalBinary(data)
+	}
+	if err != nil {
+		log.Warn("callback query bindings of the last run not restored", "err", err)
+	}
+	a.closers = append(a.closers, func() error { // runs before the store closes
+		data, err := local.MarshalBinary()
+		if err != nil {
+			return err
+		}
+		return st.Keep(keptQueryBindingsName, data)
+	})
+	return local
 }
 
 // openStore opens Redis when WXLOGIN_REDIS_URL is set (returning its client

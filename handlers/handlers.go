@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -25,7 +26,8 @@ import (
 
 // Streams is what the handlers need from the event hub.
 type Streams interface {
-	Acquire(ip string) (release func(), err error)
+	// Acquire reserves a stream slot for a client, keyed by clientKey.
+	Acquire(client string) (release func(), err error)
 	Changed(sceneID string) (<-chan struct{}, func())
 	Serve(w http.ResponseWriter, r *http.Request, req events.StreamRequest)
 }
@@ -117,6 +119,10 @@ func New(svc *login.Service, streams Streams, cfg Config) *echo.Echo {
 	}
 
 	api := e.Group("/api/v1", middleware.BodyLimit(strconv.Itoa(MaxJSONBody)))
+	// The group's middleware makes Echo add a catch-all 404 under /api/v1,
+	// which would win over its own 405: answer unmatched requests ourselves.
+	api.RouteNotFound("", apiUnmatched(e))
+	api.RouteNotFound("/*", apiUnmatched(e))
 	api.POST("/login/scenes", a.createScene)
 	api.GET("/login/scenes/:id", a.pollScene)
 	api.GET("/login/scenes/:id/events", a.streamScene)
@@ -152,12 +158,39 @@ func New(svc *login.Service, streams Streams, cfg Config) *echo.Echo {
 		e.GET("/metrics", echo.WrapHandler(cfg.Metrics))
 	}
 	if cfg.Links != nil {
-		registerConfirm(e, svc, cfg.Links, cfg.LoginText)
+		registerConfirm(e, svc, cfg.Links, cfg.LoginText, cfg.PublicURL)
 	}
 	if cfg.Static != nil {
 		registerStatic(e, cfg.Static, cfg.Demo)
 	}
 	return e
+}
+
+// apiMethods are the methods an API route may be registered for.
+var apiMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
+
+// apiUnmatched answers a request under /api/v1 that matched no route: 405
+// with Allow when the path has routes for other methods, 404 otherwise.
+func apiUnmatched(e *echo.Echo) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		path := echo.GetPath(c.Request())
+		var allow []string
+		for _, m := range apiMethods {
+			probe := e.NewContext(nil, nil)
+			e.Router().Find(m, path, probe)
+			if probe.Path() != c.Path() { // a route, not this catch-all
+				allow = append(allow, m)
+			}
+		}
+		if len(allow) == 0 {
+			return echo.ErrNotFound
+		}
+		c.Response().Header().Set(echo.HeaderAllow, strings.Join(allow, ", "))
+		if c.Request().Method == http.MethodOptions {
+			return c.NoContent(http.StatusNoContent)
+		}
+		return echo.ErrMethodNotAllowed
+	}
 }
 
 // SceneCreated is the answer to POST /login/scenes.
@@ -179,7 +212,7 @@ type SceneCreated struct {
 
 func (a *API) createScene(c echo.Context) error {
 	ip := c.RealIP()
-	if wait, ok := a.creates.allow(ip); !ok {
+	if wait, ok := a.creates.allow(clientKey(ip)); !ok {
 		return &login.Error{Code: login.ERATELIMITED, Message: "too many new scenes from your address; slow down", RetryAfter: wait}
 	}
 	ns, err := a.svc.CreateScene(c.Request().Context(), login.ClientMeta{IP: ip, UserAgent: c.Request().UserAgent()})
@@ -270,7 +303,7 @@ func (a *API) pollScene(c echo.Context) error {
 
 // longPoll waits until the scene changes (on any instance) or wait passes.
 func (a *API) longPoll(c echo.Context, id, secret string, first login.View, wait time.Duration) (login.View, error) {
-	release, err := a.streams.Acquire(c.RealIP())
+	release, err := a.streams.Acquire(clientKey(c.RealIP()))
 	if err != nil {
 		return login.View{}, err
 	}
@@ -321,7 +354,7 @@ func (a *API) streamScene(c echo.Context) error {
 	if err != nil || !ok {
 		return err
 	}
-	release, err := a.streams.Acquire(c.RealIP())
+	release, err := a.streams.Acquire(clientKey(c.RealIP()))
 	if err != nil {
 		return err
 	}
@@ -508,6 +541,9 @@ func decodeJSON(c echo.Context, v any) error {
 		// Content-Length announced the size (a chunked body).
 		if errors.As(err, &mbe) || errors.Is(err, echo.ErrStatusRequestEntityTooLarge) {
 			return login.Errorf(login.ETOOLARGE, "request body larger than %d bytes", MaxJSONBody)
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) { // the server's body deadline
+			return echo.NewHTTPError(http.StatusRequestTimeout, "the request body did not arrive in time")
 		}
 		return login.Errorf(login.EINVALID, "cannot read the request body")
 	}

@@ -100,6 +100,9 @@ func NewClient(cfg Config, log *slog.Logger) *Client {
 	return cl
 }
 
+// SafeMode reports whether an AES key is configured (WeChat's safe mode).
+func (c *Client) SafeMode() bool { return c.oa.GetContext().EncodingAESKey != "" }
+
 // NoAnswer is Observe's errcode for a call that got no usable answer.
 const NoAnswer = "none"
 
