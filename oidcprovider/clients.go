@@ -182,8 +182,9 @@ func (c *client) RestrictAdditionalAccessTokenScopes() func([]string) []string {
 	return func(s []string) []string { return s }
 }
 
-// IsScopeAllowed allows nothing beyond the standard scopes op already keeps.
-func (c *client) IsScopeAllowed(string) bool { return false }
+// IsScopeAllowed allows, beyond the standard scopes op already keeps, the
+// unionid scope (the unionid claim) to every client.
+func (c *client) IsScopeAllowed(scope string) bool { return scope == ScopeUnionID }
 
 // IDTokenUserinfoClaimsAssertion puts the profile claims (name, login_count)
 // in the ID token itself, as the SPEC's claims list asks, not only at userinfo.

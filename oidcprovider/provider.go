@@ -29,6 +29,10 @@ import (
 	"wxlogin/login"
 )
 
+// ScopeUnionID asks for the unionid claim: the person's id across the apps
+// of one WeChat Open Platform account, given when wxlogin knows it.
+const ScopeUnionID = "unionid"
+
 // DemoClientID is the public client demo mode registers; its redirect URI is
 // DemoPath on wxlogin itself.
 const (
@@ -140,9 +144,9 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 	opCfg := &op.Config{
 		CodeMethodS256:  true,
 		AuthMethodPost:  true,
-		SupportedScopes: []string{oidc.ScopeOpenID, oidc.ScopeProfile},
+		SupportedScopes: []string{oidc.ScopeOpenID, oidc.ScopeProfile, ScopeUnionID},
 		SupportedClaims: []string{"sub", "aud", "exp", "iat", "iss", "auth_time", "nonce", "azp", "at_hash", "c_hash",
-			"name", "login_count"},
+			"name", "login_count", "unionid"},
 	}
 	opts := []op.Option{op.WithCORSOptions(p.corsOptions()), op.WithCrypto(p.secrets), op.WithLogger(cfg.Log)}
 	if insecure {

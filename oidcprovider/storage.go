@@ -271,18 +271,38 @@ func (s *store) CreateAccessToken(ctx context.Context, req op.TokenRequest) (str
 		return "", time.Time{}, oidc.ErrUnsupportedGrantType()
 	}
 	exp := s.now().Add(accessTokenTTL).UTC()
-	profile := "o"
-	if slices.Contains(a.Scopes, oidc.ScopeProfile) {
-		profile = "p"
-	}
-	id := strings.Join([]string{strconv.FormatInt(exp.Unix(), 10), profile,
+	id := strings.Join([]string{strconv.FormatInt(exp.Unix(), 10), claimSet(a.Scopes).flags(),
 		base64.RawURLEncoding.EncodeToString([]byte(a.OpenID)), randomID()}, ".")
 	return id, exp, nil
 }
 
+// claims says which optional claims were granted: profile (name,
+// login_count) and unionid.
+type claims struct{ profile, unionID bool }
+
+func claimSet(scopes []string) claims {
+	return claims{profile: slices.Contains(scopes, oidc.ScopeProfile), unionID: slices.Contains(scopes, ScopeUnionID)}
+}
+
+// flags is how claims travel in an access token id: "o" for none (the
+// original form), "p" for profile, "u" for unionid.
+func (c claims) flags() string {
+	f := ""
+	if c.profile {
+		f += "p"
+	}
+	if c.unionID {
+		f += "u"
+	}
+	if f == "" {
+		f = "o"
+	}
+	return f
+}
+
 type accessTokenID struct {
 	expires time.Time
-	profile bool
+	claims  claims
 	openID  string
 }
 
@@ -299,7 +319,8 @@ func parseAccessTokenID(id string) (accessTokenID, error) {
 	if err != nil || len(openID) == 0 {
 		return accessTokenID{}, errors.New("malformed token id")
 	}
-	return accessTokenID{expires: time.Unix(exp, 0), profile: parts[1] == "p", openID: string(openID)}, nil
+	return accessTokenID{expires: time.Unix(exp, 0), openID: string(openID),
+		claims: claims{profile: strings.Contains(parts[1], "p"), unionID: strings.Contains(parts[1], "u")}}, nil
 }
 
 // Refresh tokens are not offered (no client has the grant): a relying party
@@ -363,7 +384,7 @@ func (s *store) SetUserinfoFromRequest(ctx context.Context, info *oidc.UserInfo,
 	if !ok {
 		return oidc.ErrServerError()
 	}
-	return s.fillUserinfo(ctx, info, a.OpenID, a.UserID, slices.Contains(scopes, oidc.ScopeProfile))
+	return s.fillUserinfo(ctx, info, a.OpenID, a.UserID, claimSet(scopes))
 }
 
 // SetUserinfoFromToken answers userinfo for an access token.
@@ -375,10 +396,14 @@ func (s *store) SetUserinfoFromToken(ctx context.Context, info *oidc.UserInfo, t
 	if !s.now().Before(t.expires) {
 		return oidc.ErrInvalidRequest().WithDescription("the access token has expired")
 	}
-	return s.fillUserinfo(ctx, info, t.openID, subject, t.profile)
+	return s.fillUserinfo(ctx, info, t.openID, subject, t.claims)
 }
 
-func (s *store) fillUserinfo(ctx context.Context, info *oidc.UserInfo, openID, subject string, profile bool) error {
+// fillUserinfo sets the claims of the user the token was issued for. A user
+// who was deleted (admin DELETE) is refused, and so is a new user of the same
+// person (another id): a deleted person's data is never served, even to a
+// token issued before the deletion.
+func (s *store) fillUserinfo(ctx context.Context, info *oidc.UserInfo, openID, subject string, granted claims) error {
 	u, err := s.users.User(ctx, openID)
 	if errors.Is(err, login.ErrNotFound) || (err == nil && u.ID != subject) {
 		return oidc.ErrInvalidRequest().WithDescription("the user no longer exists")
@@ -387,9 +412,12 @@ func (s *store) fillUserinfo(ctx context.Context, info *oidc.UserInfo, openID, s
 		return err
 	}
 	info.Subject = u.ID
-	if profile {
+	if granted.profile {
 		info.Name = u.Name
 		info.AppendClaims("login_count", u.LoginCount)
+	}
+	if granted.unionID && u.UnionID != "" {
+		info.AppendClaims("unionid", u.UnionID)
 	}
 	return nil
 }
@@ -401,7 +429,7 @@ func (s *store) SetIntrospectionFromToken(ctx context.Context, resp *oidc.Intros
 		return errors.New("inactive token")
 	}
 	info := new(oidc.UserInfo)
-	if err := s.fillUserinfo(ctx, info, t.openID, subject, t.profile); err != nil {
+	if err := s.fillUserinfo(ctx, info, t.openID, subject, t.claims); err != nil {
 		return err
 	}
 	resp.SetUserInfo(info)

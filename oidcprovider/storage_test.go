@@ -35,13 +35,23 @@ func TestSessionSatisfies(t *testing.T) {
 
 func TestAccessTokenIDRoundTrip(t *testing.T) {
 	s := &store{now: func() time.Time { return time.Unix(1_800_000_000, 0) }}
-	id, exp, err := s.CreateAccessToken(t.Context(), &authRequest{OpenID: "oABC:def", Scopes: []string{"openid", "profile"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := parseAccessTokenID(id)
-	if err != nil || got.openID != "oABC:def" || !got.profile || !got.expires.Equal(exp.Truncate(time.Second)) {
-		t.Fatalf("%q → %+v %v (exp %v)", id, got, err, exp)
+	for _, tc := range []struct {
+		scopes []string
+		want   claims
+	}{
+		{[]string{"openid"}, claims{}},
+		{[]string{"openid", "profile"}, claims{profile: true}},
+		{[]string{"openid", "unionid"}, claims{unionID: true}},
+		{[]string{"openid", "profile", "unionid"}, claims{profile: true, unionID: true}},
+	} {
+		id, exp, err := s.CreateAccessToken(t.Context(), &authRequest{OpenID: "oABC:def", Scopes: tc.scopes})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := parseAccessTokenID(id)
+		if err != nil || got.openID != "oABC:def" || got.claims != tc.want || !got.expires.Equal(exp.Truncate(time.Second)) {
+			t.Fatalf("%v: %q → %+v %v (exp %v)", tc.scopes, id, got, err, exp)
+		}
 	}
 	for _, bad := range []string{"", "1.p.x", "x.p.b2s.r", "1.p.!!.r", "1.p..r"} {
 		if _, err := parseAccessTokenID(bad); err == nil {
