@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"wxlogin/oidcprovider"
 	"wxlogin/storage"
 )
 
@@ -26,7 +27,11 @@ Copies every user (with its id and login count) and every live session from
 one store to another: bbolt:PATH or a redis:// (rediss://) URL on either
 side. Stop the service first (a bbolt file in use is refused). Scenes and
 one-time codes in flight are not moved (they live minutes: people waiting
-scan again), nor are callback dedupe records (a day).
+scan again), nor are callback dedupe records (a day). The OpenID Connect
+keys (signing keys and the code/token secret) are copied, so tokens issued
+before the move still verify and the JWKS stays the same; OIDC logins and
+codes in flight are not moved. A target with other OIDC keys is refused
+unless -force, which replaces them (tokens they signed stop verifying).
 
 Refuses a target that already holds users or sessions unless -force; with
 -force a user already in the target is replaced only by one of the same
@@ -42,26 +47,59 @@ lowers a count. Prints what it moved.`)
 	if *from == *to && (!isRedis(*from) || *fromPrefix == *toPrefix) {
 		return errors.New("-from and -to name the same store")
 	}
-	src, closeSrc, err := openMovable(ctx, *from, *fromPrefix, true)
+	src, err := openMovable(ctx, *from, *fromPrefix, true)
 	if err != nil {
 		return fmt.Errorf("-from: %w", err)
 	}
-	defer closeSrc()
-	dst, closeDst, err := openMovable(ctx, *to, *toPrefix, false)
+	defer src.close()
+	dst, err := openMovable(ctx, *to, *toPrefix, false)
 	if err != nil {
 		return fmt.Errorf("-to: %w", err)
 	}
-	rep, err := storage.Move(ctx, src, dst, *force, time.Now())
-	if cerr := closeDst(); err == nil && cerr != nil {
+	rep, keys, err := moveAll(ctx, src, dst, *force)
+	if cerr := dst.close(); err == nil && cerr != nil {
 		err = fmt.Errorf("close the target: %w", cerr)
+	}
+	if errors.Is(err, oidcprovider.ErrKeysDiffer) {
+		return fmt.Errorf("%s: %w; add -force to replace them (tokens they signed stop verifying)", describeStore(*to, *toPrefix), err)
 	}
 	if errors.Is(err, storage.ErrTargetNotEmpty) {
 		return fmt.Errorf("%s: %w; add -force to merge into it (a user is replaced only by one with more logins)", describeStore(*to, *toPrefix), err)
 	}
 	fmt.Fprintf(stdout, "moved %d users (%d already in the target with as many logins) and %d sessions (%d already there or expired)\n  from %s\n  to   %s\n",
 		rep.Users, rep.UsersKept, rep.Sessions, rep.SessionsKept, describeStore(*from, *fromPrefix), describeStore(*to, *toPrefix))
-	fmt.Fprintln(stdout, "not moved: scenes and one-time codes in flight, callback dedupe records")
+	switch {
+	case keys == nil || !keys.Found:
+		fmt.Fprintln(stdout, "OpenID Connect keys: none in the source")
+	case keys.Same:
+		fmt.Fprintln(stdout, "OpenID Connect keys: already in the target")
+	case err == nil:
+		fmt.Fprintln(stdout, "OpenID Connect keys: copied (signing keys and the code/token secret)")
+	}
+	fmt.Fprintln(stdout, "not moved: scenes, one-time codes, OIDC logins and codes in flight, callback dedupe records")
 	return err
+}
+
+// moveAll checks both refusals (OIDC keys, a non-empty target) before it
+// writes anything, then moves users and sessions, then the OIDC keys.
+func moveAll(ctx context.Context, src, dst *movableStore, force bool) (storage.MoveReport, *oidcprovider.KeysMove, error) {
+	keys, err := oidcprovider.PlanKeysMove(ctx, src.oidc, dst.oidc, force)
+	if err != nil {
+		return storage.MoveReport{}, nil, err
+	}
+	rep, err := storage.Move(ctx, src.data, dst.data, force, time.Now())
+	if err != nil {
+		return rep, keys, err
+	}
+	_, err = keys.Apply(ctx)
+	return rep, keys, err
+}
+
+// movableStore is one side of a migration: users and sessions, and the OIDC records.
+type movableStore struct {
+	data  storage.Movable
+	oidc  oidcprovider.Records
+	close func() error
 }
 
 func isRedis(spec string) bool {
@@ -70,36 +108,41 @@ func isRedis(spec string) bool {
 
 // openMovable opens a store named on the command line. A bbolt source must
 // exist; a bbolt target is created if needed.
-func openMovable(ctx context.Context, spec, prefix string, source bool) (storage.Movable, func() error, error) {
+func openMovable(ctx context.Context, spec, prefix string, source bool) (*movableStore, error) {
 	switch {
 	case strings.HasPrefix(spec, "bbolt:"):
 		path := strings.TrimPrefix(spec, "bbolt:")
 		if path == "" {
-			return nil, nil, errors.New("bbolt: needs a file path, as in bbolt:/var/lib/wxlogin/wxlogin.db")
+			return nil, errors.New("bbolt: needs a file path, as in bbolt:/var/lib/wxlogin/wxlogin.db")
 		}
 		if source {
 			if _, err := os.Stat(path); err != nil {
-				return nil, nil, err
+				return nil, err
 			}
 		}
 		st, err := storage.OpenBolt(path)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		return st, st.Close, nil
+		records, err := storage.NewOIDCBolt(st)
+		if err != nil {
+			st.Close()
+			return nil, err
+		}
+		return &movableStore{data: st, oidc: records, close: st.Close}, nil
 	case isRedis(spec):
 		rdb, err := storage.NewRedisClient(spec)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		st := storage.NewRedis(rdb, prefix)
 		if err := st.Ping(ctx); err != nil {
 			st.Close()
-			return nil, nil, fmt.Errorf("redis at %s: %w", rdb.Options().Addr, err)
+			return nil, fmt.Errorf("redis at %s: %w", rdb.Options().Addr, err)
 		}
-		return st, st.Close, nil
+		return &movableStore{data: st, oidc: storage.NewOIDCRedis(rdb, prefix), close: st.Close}, nil
 	}
-	return nil, nil, fmt.Errorf("%q: want bbolt:PATH or a redis:// URL", spec)
+	return nil, fmt.Errorf("%q: want bbolt:PATH or a redis:// URL", spec)
 }
 
 // describeStore names a store for the output, without a Redis password.

@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"net/http"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -113,4 +115,83 @@ func TestOIDCDeletedUserIsNotServed(t *testing.T) {
 	if err := userinfo(); err == nil {
 		t.Fatal("userinfo served the old token for the person's new user")
 	}
+}
+
+// TestOIDCKeysMoveWithMigrate: `wxlogin migrate` carries the OIDC keys to
+// Redis and back, so the JWKS is the same and tokens issued before the move
+// (an ID token, an opaque access token) still verify and work.
+func TestOIDCKeysMoveWithMigrate(t *testing.T) {
+	dir := t.TempDir()
+	first, back := filepath.Join(dir, "first.db"), filepath.Join(dir, "back.db")
+	prefix := newClusterPrefix(t, clusterRedis)
+	addr := freeLoopbackAddr(t)
+	clients := writeClientFile(t)
+	onBolt := func(db string) map[string]string {
+		return map[string]string{"WXLOGIN_ADDR": addr, "WXLOGIN_PUBLIC_URL": "http://" + addr, "WXLOGIN_DB": db,
+			"WXLOGIN_OIDC_CLIENTS": clients, "WXLOGIN_SCENE_RATE": "0"}
+	}
+	onRedis := onBolt(filepath.Join(dir, "unused.db"))
+	onRedis["WXLOGIN_REDIS_URL"], onRedis["WXLOGIN_REDIS_PREFIX"] = clusterRedis, prefix
+
+	srv := startTestServer(t, onBolt(first))
+	keys := jwks(t, srv.URL)
+	tok, _, _, _ := oidcLoginWithScopes(t, srv, "oOIDC_moved_000000000001", "openid", "profile")
+	idToken, _ := tok.Extra("id_token").(string)
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	stillWorks := func(srv *testServer, where string) {
+		t.Helper()
+		if got := jwks(t, srv.URL); strings.Join(got, ",") != strings.Join(keys, ",") {
+			t.Fatalf("%s: JWKS %v, want %v", where, got, keys)
+		}
+		r := newRP(t, srv.URL, rpConfidentialID, rpConfidentialSecret, rpConfidentialURI)
+		if _, err := r.verifier.Verify(context.Background(), idToken); err != nil {
+			t.Fatalf("%s: an ID token from before the move: %v", where, err)
+		}
+		if _, err := r.provider.UserInfo(context.Background(), oauth2.StaticTokenSource(tok)); err != nil {
+			t.Fatalf("%s: userinfo with an access token from before the move: %v", where, err)
+		}
+	}
+	migrate := func(args ...string) (string, error) {
+		var out syncBuffer
+		err := dispatch(context.Background(), append([]string{"migrate"}, args...), func(string) string { return "" }, &out, &out)
+		return out.String(), err
+	}
+	toRedis := []string{"-from", "bbolt:" + first, "-to", clusterRedis, "-to-prefix", prefix}
+	if out, err := migrate(toRedis...); err != nil || !strings.Contains(out, "OpenID Connect keys: copied") {
+		t.Fatalf("migrate to Redis: %v\n%s", err, out)
+	}
+	if out, err := migrate(append(toRedis, "-force")...); err != nil || !strings.Contains(out, "OpenID Connect keys: already in the target") {
+		t.Fatalf("migrate to Redis again: %v\n%s", err, out)
+	}
+	srv = startTestServer(t, onRedis)
+	stillWorks(srv, "on Redis")
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A target whose service made keys of its own is refused without -force,
+	// before anything is written.
+	other := startTestServer(t, onBolt(back))
+	otherKeys := jwks(t, other.URL)
+	if err := other.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	fromRedis := []string{"-from", clusterRedis, "-from-prefix", prefix, "-to", "bbolt:" + back}
+	if out, err := migrate(fromRedis...); err == nil || !strings.Contains(err.Error(), "other OpenID Connect keys") {
+		t.Fatalf("migrate onto other keys: %v\n%s", err, out)
+	}
+	srv = startTestServer(t, onBolt(back))
+	if got := jwks(t, srv.URL); strings.Join(got, ",") != strings.Join(otherKeys, ",") {
+		t.Fatalf("a refused migration changed the target's keys: %v, want %v", got, otherKeys)
+	}
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := migrate(append(fromRedis, "-force")...); err != nil || !strings.Contains(out, "OpenID Connect keys: copied") {
+		t.Fatalf("migrate back to bbolt with -force: %v\n%s", err, out)
+	}
+	srv = startTestServer(t, onBolt(back))
+	stillWorks(srv, "back on bbolt")
 }

@@ -109,6 +109,10 @@ func readKeySet(ctx context.Context, records Records) (*storedKeySet, error) {
 	if err != nil {
 		return nil, err
 	}
+	return decodeKeySet(raw)
+}
+
+func decodeKeySet(raw []byte) (*storedKeySet, error) {
 	set := new(storedKeySet)
 	if err := json.Unmarshal(raw, set); err != nil {
 		return nil, fmt.Errorf("decode the OIDC key set: %w", err)
