@@ -16,9 +16,14 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"wxlogin/oidcprovider"
 )
 
 func main() {
+	// The one process global: the OIDC library logs only to slog's default
+	// logger; LogRouter sends its records to the serving provider's logger.
+	slog.SetDefault(slog.New(oidcprovider.LogRouter(slog.NewTextHandler(os.Stderr, nil))))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := dispatch(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {

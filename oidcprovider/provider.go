@@ -148,7 +148,8 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 		SupportedClaims: []string{"sub", "aud", "exp", "iat", "iss", "auth_time", "nonce", "azp", "at_hash", "c_hash",
 			"name", "login_count", "unionid"},
 	}
-	opts := []op.Option{op.WithCORSOptions(p.corsOptions()), op.WithCrypto(p.secrets), op.WithLogger(cfg.Log)}
+	// op.WithLogger is a no-op in op v3.52: see LogRouter (oplog.go).
+	opts := []op.Option{op.WithCORSOptions(p.corsOptions()), op.WithCrypto(p.secrets)}
 	if insecure {
 		opts = append(opts, op.WithAllowInsecure())
 	}
@@ -204,22 +205,23 @@ func (p *Provider) Register(e *echo.Echo, demo bool) {
 	// Form bodies here are small (a code, a verifier, an id_token_hint);
 	// net/http would read up to 10 MB.
 	small := middleware.BodyLimit("16K")
-	e.GET(oidc.DiscoveryEndpoint, p.discovery)
-	e.GET("/authorize", p.authorize)
-	e.POST("/authorize", p.authorize, small)
+	logs := p.withLogger
+	e.GET(oidc.DiscoveryEndpoint, p.discovery, logs)
+	e.GET("/authorize", p.authorize, logs)
+	e.POST("/authorize", p.authorize, small, logs)
 	for _, path := range []string{"/oauth/token", "/userinfo", "/keys"} {
-		e.OPTIONS(path, protocol) // CORS preflight, answered by op
+		e.OPTIONS(path, protocol, logs) // CORS preflight, answered by op
 	}
-	e.POST("/oauth/token", protocol, small)
-	e.GET("/userinfo", protocol)
-	e.POST("/userinfo", protocol, small)
-	e.GET("/keys", protocol)
-	e.GET("/end_session", protocol)
-	e.POST("/end_session", protocol, small)
-	e.GET(loginPath+":id", p.login)
-	e.GET(logoutPath, p.logout)
+	e.POST("/oauth/token", protocol, small, logs)
+	e.GET("/userinfo", protocol, logs)
+	e.POST("/userinfo", protocol, small, logs)
+	e.GET("/keys", protocol, logs)
+	e.GET("/end_session", protocol, logs)
+	e.POST("/end_session", protocol, small, logs)
+	e.GET(loginPath+":id", p.login, logs)
+	e.GET(logoutPath, p.logout, logs)
 	if demo {
-		e.GET(DemoPath, p.demoPage)
+		e.GET(DemoPath, p.demoPage, logs)
 	}
 }
 
