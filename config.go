@@ -81,6 +81,12 @@ func parseMethods(v string) (login.Methods, error) {
 // Demo reports whether demo mode is on: exactly when no AppID is configured.
 func (c *config) Demo() bool { return c.AppID == "" }
 
+// demoMode is Demo before the configuration is loaded (main needs it to
+// choose where WeChat's API is).
+func demoMode(getenv func(string) string) bool {
+	return strings.TrimSpace(getenv("WECHAT_APPID")) == ""
+}
+
 // loadConfig reads the environment and flags; a bad value is an error that
 // names the variable.
 func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {

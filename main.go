@@ -16,11 +16,18 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"wxlogin/wechat"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// silenceper sends every call to WeChat's API through one HTTP client
+	// kept in a package variable: it cannot differ between the services of
+	// one process, so the process chooses it here, once, before anything
+	// runs. Tests choose theirs in TestMain.
+	wechat.SetHTTPClient(weChatHTTPClient(os.Getenv))
 	if err := dispatch(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "wxlogin:", err)
 		os.Exit(1)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -17,6 +18,8 @@ import (
 	"time"
 
 	"wxlogin/internal/ssetest"
+	"wxlogin/wechat"
+	"wxlogin/wechat/wechattest"
 )
 
 // testServer is one running instance started by startTestServer.
@@ -42,6 +45,17 @@ func (s *testServer) Stop() error {
 		}
 	})
 	return s.stopErr
+}
+
+// weChat plays WeChat's API for every service this test binary starts, in
+// demo and production mode alike. silenceper's HTTP client is process-wide,
+// so TestMain chooses it once, as main does for the binary; tests that need
+// a misbehaving WeChat set its faults (and heal it when they end).
+var weChat = wechattest.New()
+
+func TestMain(m *testing.M) {
+	wechat.SetHTTPClient(wechat.InProcessClient(weChat, wechatTimeout))
+	os.Exit(m.Run())
 }
 
 // startTestServer runs the service with env (on top of a loopback address

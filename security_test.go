@@ -32,6 +32,7 @@ import (
 	"wxlogin/login"
 	"wxlogin/storage"
 	"wxlogin/wechat"
+	"wxlogin/wechat/wechattest"
 )
 
 // testAESKey is a 43-character EncodingAESKey, as WeChat's console shows it.
@@ -488,7 +489,7 @@ func TestDedupeKeysKeptADay(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	client := wechat.NewClient(wechat.Config{AppID: demoAppID, AppSecret: "x", Token: testToken}, log)
 	svc := login.NewService(store, hub, client, login.WithClock(clock), login.WithLogger(log))
-	cb := wechat.NewCallback(client, svc, testToken, log)
+	cb := wechat.NewCallback(client, svc, wechat.CallbackConfig{Token: testToken, Log: log})
 
 	start := clock()
 	sc := &login.Scene{ID: "DEDUPEDEDUPEDEDUPE0001", SecretHash: []byte("h"), Status: login.StatusPending, Version: 1,
@@ -733,9 +734,9 @@ func TestStreamCaps(t *testing.T) {
 // TestWeChatQuota: WeChat's quota error (45009) is 503 wechat_quota for every
 // request, and logged once, not per request.
 func TestWeChatQuota(t *testing.T) {
-	standIn := wechat.UseDemoStandIn(wechatTimeout) // the process-wide demo stand-in
-	standIn.SetFault(wechat.Fault{QRErrCode: wechat.ErrCodeQuota, QRErrMsg: "reach max api daily quota limit"})
-	t.Cleanup(func() { standIn.SetFault(wechat.Fault{}) })
+	standIn := weChat // the test binary's WeChat (main_test.go)
+	standIn.SetFault(wechattest.Fault{QRErrCode: wechat.ErrCodeQuota, QRErrMsg: "reach max api daily quota limit"})
+	t.Cleanup(func() { standIn.SetFault(wechattest.Fault{}) })
 
 	env := map[string]string{"WXLOGIN_DB": filepath.Join(t.TempDir(), "wxlogin.db")}
 	srv := startTestServer(t, env)
@@ -763,8 +764,8 @@ var standInTokenRE = regexp.MustCompile(`standin-[A-Za-z0-9_-]{24}`)
 // stand-in) through a login, failures and refusals, and then looks for every
 // secret in its logs and error answers.
 func TestSecretsNeverLogged(t *testing.T) {
-	standIn := wechat.UseDemoStandIn(wechatTimeout) // silenceper's process-wide client → stand-in
-	t.Cleanup(func() { standIn.SetFault(wechat.Fault{}) })
+	standIn := weChat // the test binary's WeChat (main_test.go)
+	t.Cleanup(func() { standIn.SetFault(wechattest.Fault{}) })
 	const appSecret = "APPSECRET-must-never-be-logged-7f3a9c"
 	const cbToken = "CALLBACKTOKEN-never-logged-91be"
 	env := map[string]string{
@@ -804,12 +805,12 @@ func TestSecretsNeverLogged(t *testing.T) {
 	stale, _ := sim.Request(t.Context(), wechat.ScanEvent(sc.SceneID, "oX", false, time.Now()), time.Now().Add(-time.Hour))
 	sim.Do(stale)
 	// WeChat failing in the ways that put URLs (with access_token=) into errors.
-	for _, f := range []wechat.Fault{{HTTPStatus: http.StatusBadGateway}, {QRErrCode: 40013, QRErrMsg: "invalid appid"},
+	for _, f := range []wechattest.Fault{{HTTPStatus: http.StatusBadGateway}, {QRErrCode: 40013, QRErrMsg: "invalid appid"},
 		{QRErrCode: wechat.ErrCodeQuota, QRErrMsg: "quota"}, {RejectTokens: true}} {
 		standIn.SetFault(f)
 		call(http.MethodPost, "/api/v1/login/scenes", "", nil, nil)
 	}
-	standIn.SetFault(wechat.Fault{})
+	standIn.SetFault(wechattest.Fault{})
 	if err := srv.Stop(); err != nil {
 		t.Fatal(err)
 	}

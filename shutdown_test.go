@@ -20,6 +20,7 @@ import (
 
 	"wxlogin/storage"
 	"wxlogin/wechat"
+	"wxlogin/wechat/wechattest"
 )
 
 func TestGracefulShutdown(t *testing.T) {
@@ -295,9 +296,9 @@ func (s *sseStream) NextAny(t testing.TB, timeout time.Duration) sseEvent {
 // not pull every instance out of the balancer); it shows in the metrics.
 func TestReadinessIgnoresWeChat(t *testing.T) {
 	srv := startTestServer(t, nil)
-	standIn := wechat.UseDemoStandIn(wechatTimeout) // the process-wide demo stand-in
-	standIn.SetFault(wechat.Fault{HTTPStatus: http.StatusInternalServerError})
-	t.Cleanup(func() { standIn.SetFault(wechat.Fault{}) })
+	standIn := weChat // the test binary's WeChat (main_test.go)
+	standIn.SetFault(wechattest.Fault{HTTPStatus: http.StatusInternalServerError})
+	t.Cleanup(func() { standIn.SetFault(wechattest.Fault{}) })
 
 	var e errorBody
 	if r := apiCall(t, http.MethodPost, srv.URL+"/api/v1/login/scenes", "", nil, &e); r.StatusCode != http.StatusServiceUnavailable || e.Error != "wechat_unavailable" {
@@ -316,7 +317,7 @@ func TestReadinessIgnoresWeChat(t *testing.T) {
 		t.Errorf("metrics do not show WeChat down:\n%s", grepLines(m, "wxlogin_wechat"))
 	}
 
-	standIn.SetFault(wechat.Fault{})
+	standIn.SetFault(wechattest.Fault{})
 	createScene(t, srv.URL)
 	if m := metrics(); !strings.Contains(m, "\nwxlogin_wechat_up 1\n") {
 		t.Errorf("metrics do not show WeChat back:\n%s", grepLines(m, "wxlogin_wechat"))

@@ -1,5 +1,8 @@
 // Package handlers maps wxlogin's HTTP API onto login.Service with Echo:
 // routes, request and response types, and the error → status table.
+//
+// Construction: New takes everything in one Config struct; nothing is set
+// on the API after construction.
 package handlers
 
 import (

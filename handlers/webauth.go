@@ -9,6 +9,7 @@ package handlers
 
 import (
 	"bytes"
+	"context"
 	_ "embed"
 	"html/template"
 	"math"
@@ -44,7 +45,7 @@ type WebAuthConfig struct {
 	Observe func(outcome login.WebAuthOutcome)
 	// DevAuthorize, in demo mode, is what WeChat does when the person
 	// agrees on the stand-in's page: a code for openID.
-	DevAuthorize func(openID string) string
+	DevAuthorize func(ctx context.Context, openID string) (string, error)
 }
 
 //go:embed webauth.html
@@ -243,7 +244,13 @@ func (a *API) devAuthorize(c echo.Context) error {
 		if openID == "" {
 			openID = DemoOpenID
 		}
-		back.Set("code", a.cfg.WebAuth.DevAuthorize(openID))
+		code, err := a.cfg.WebAuth.DevAuthorize(c.Request().Context(), openID)
+		if err != nil {
+			a.log.Warn("demo authorisation page: the stand-in issued no code", "err", err)
+			return a.webAuthPage(c, http.StatusServiceUnavailable, webAuthView{Title: "请稍后再试 / Try again shortly",
+				Message: "模拟的微信没有应答。 The simulated WeChat did not answer."})
+		}
+		back.Set("code", code)
 	}
 	return c.Redirect(http.StatusFound, redirectURI+"?"+back.Encode())
 }

@@ -46,6 +46,20 @@ type Callback struct {
 	token  string
 	log    *slog.Logger
 	now    func() time.Time
+	// replies, confirmLink, observer and queries: CallbackConfig's.
+	replies     Replies
+	confirmLink func(sceneID, openID string) string
+	observer    func(event, result string)
+	queries     QueryBindings
+	// safeOnly: an AES key is configured, so only encrypted messages count.
+	safeOnly bool
+}
+
+// CallbackConfig is what the webhook needs besides the account's client and
+// the login service.
+type CallbackConfig struct {
+	Token string // the account's callback token (signatures)
+	Log   *slog.Logger
 	// Replies words the answer to a message (the reply template).
 	Replies Replies
 	// ConfirmLink, when set (confirm mode), returns the link sent to the
@@ -53,19 +67,26 @@ type Callback struct {
 	ConfirmLink func(sceneID, openID string) string
 	// Observe, when set, is told each callback's event and result (metrics).
 	Observe func(event, result string)
-	// Queries binds plain-mode signed queries to their bodies. NewCallback
-	// sets in-process bindings; wiring replaces them (Redis in a cluster, or
-	// bindings kept over restarts in the bbolt file) before use.
+	// Queries binds plain-mode signed queries to their bodies: Redis in a
+	// cluster, or bindings kept over restarts in the bbolt file. nil keeps
+	// them in this process only.
 	Queries QueryBindings
-	// safeOnly: an AES key is configured, so only encrypted messages count.
-	safeOnly bool
 }
 
-// NewCallback returns the webhook for an account whose callback token is token.
-// With the client's AES key set, plaintext messages are refused (403).
-func NewCallback(client *Client, svc *login.Service, token string, log *slog.Logger) *Callback {
-	return &Callback{client: client, svc: svc, token: token, log: log, now: svc.Now,
-		Queries: NewLocalQueryBindings(), safeOnly: client.SafeMode()}
+// NewCallback returns the webhook of client's account. With the client's
+// AES key set, plaintext messages are refused (403).
+func NewCallback(client *Client, svc *login.Service, cfg CallbackConfig) *Callback {
+	queries := cfg.Queries
+	if queries == nil {
+		queries = NewLocalQueryBindings()
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Callback{client: client, svc: svc, token: cfg.Token, log: log, now: svc.Now,
+		replies: cfg.Replies, confirmLink: cfg.ConfirmLink, observer: cfg.Observe,
+		queries: queries, safeOnly: client.SafeMode()}
 }
 
 // Outcomes reported to Observe besides login.Outcome values.
@@ -133,7 +154,7 @@ func (cb *Callback) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var bind func(context.Context) (bool, error)
 	if r.Method == http.MethodPost && !safe {
 		bind = func(ctx context.Context) (bool, error) {
-			return cb.Queries.BindQuery(ctx, signedQueryKey(q), sha256.Sum256(body), queryFreshUntil(q))
+			return cb.queries.BindQuery(ctx, signedQueryKey(q), sha256.Sum256(body), queryFreshUntil(q))
 		}
 	}
 	cb.serve(w, r, deadline, bind)
@@ -299,9 +320,9 @@ func (cb *Callback) handle(ctx context.Context, deadline time.Time, m *message.M
 	if err != nil {
 		return nil, "", err
 	}
-	text := cb.Replies.Text(res)
-	if res.Outcome == login.OutcomeScanned && cb.ConfirmLink != nil {
-		text = "请在网页登录前确认: " + cb.ConfirmLink(sceneID, openID) +
+	text := cb.replies.Text(res)
+	if res.Outcome == login.OutcomeScanned && cb.confirmLink != nil {
+		text = "请在网页登录前确认: " + cb.confirmLink(sceneID, openID) +
 			"\nConfirm the login here."
 	}
 	result := string(res.Outcome)
@@ -352,8 +373,8 @@ func commit[T any](ctx context.Context, deadline time.Time, update func(context.
 const detachedLimit = 30 * time.Second
 
 func (cb *Callback) observe(event, result string) {
-	if cb.Observe != nil {
-		cb.Observe(event, result)
+	if cb.observer != nil {
+		cb.observer(event, result)
 	}
 }
 
