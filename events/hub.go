@@ -1,6 +1,9 @@
 // Package events pushes scene changes to waiting clients: per-scene SSE
 // streams on r3labs/sse, wake-ups for long-polls, and a Transport that carries
 // changes between instances (in-process by default, Redis pub/sub in a cluster).
+//
+// Construction: NewHub and NewRedisTransport take functional options (With…)
+// with documented defaults.
 package events
 
 import (

@@ -1,6 +1,9 @@
 // Package login is the domain of wxlogin: scenes, their state machine, users,
 // error codes and the interfaces the adapters implement. It imports no HTTP,
 // database or WeChat types.
+//
+// Construction: NewService takes its dependencies as arguments and the rest
+// as functional options (With…) with documented defaults.
 package login
 
 import (

@@ -2,8 +2,11 @@
 // own and writes one log line per request. It watches the service from the
 // outside, through decorators around the interfaces the core already has
 // (login.Store, login.Notifier, the handlers' Streams) and the hooks the
-// adapters offer (wechat.Callback.Observe, wechat.Client.Observe), so no
-// domain code knows it exists.
+// adapters take at construction (wechat.CallbackConfig.Observe,
+// wechat.Config.Observe), so no domain code knows it exists.
+//
+// Construction: New takes nothing; its methods wrap or observe what wiring
+// hands them.
 package metrics
 
 import (

@@ -2,6 +2,8 @@
 // certified `op` package speaks the protocol; this package keeps its state in
 // wxlogin's store (bbolt or Redis), and its login step is wxlogin's own QR
 // page. The login package knows nothing of it.
+//
+// Construction: New takes one Config struct and checks it.
 package oidcprovider
 
 import (

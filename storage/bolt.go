@@ -10,6 +10,9 @@
 // checkpoint (checkpoint.go) commits the overlay into bbolt. After a crash,
 // OpenBolt replays into bbolt what the journal holds beyond bbolt's last
 // checkpoint.
+//
+// Construction: OpenBolt takes functional options (With…) with documented
+// defaults; NewRedis takes its client and key prefix.
 package storage
 
 import (
