@@ -30,16 +30,22 @@ const (
 	bCallbacksDue
 	bSessions
 	bSessionsDue
+	bLoginCodes    // login code → id of the waiting scene holding it (codes.go)
+	bCodeMisses    // openid → its recent wrong login codes and lockout
+	bCodeMissesDue // expiry index of bCodeMisses
 )
 
 var allBuckets = [][]byte{
-	bScenes:       []byte("scenes"),
-	bScenesDue:    []byte("scenes_due"),
-	bUsers:        []byte("users"),
-	bCallbacks:    []byte("callbacks"),
-	bCallbacksDue: []byte("callbacks_due"),
-	bSessions:     []byte("sessions"),
-	bSessionsDue:  []byte("sessions_due"),
+	bScenes:        []byte("scenes"),
+	bScenesDue:     []byte("scenes_due"),
+	bUsers:         []byte("users"),
+	bCallbacks:     []byte("callbacks"),
+	bCallbacksDue:  []byte("callbacks_due"),
+	bSessions:      []byte("sessions"),
+	bSessionsDue:   []byte("sessions_due"),
+	bLoginCodes:    []byte("login_codes"),
+	bCodeMisses:    []byte("code_misses"),
+	bCodeMissesDue: []byte("code_misses_due"),
 }
 
 // bucketMeta holds the last journal generation written into bbolt.
@@ -218,6 +224,9 @@ func (b *Bolt) CreateScene(ctx context.Context, s *login.Scene) error {
 		if w.get(bScenes, s.ID) != nil {
 			return login.Errorf(login.ECONFLICT, "scene exists")
 		}
+		if err := claimLoginCode(w, s); err != nil {
+			return err
+		}
 		return putScene(w, nil, s)
 	})
 	return wrap("create scene", err)
@@ -368,6 +377,7 @@ func (b *Bolt) Purge(ctx context.Context, now time.Time) error {
 	err := b.write(ctx, func(w *wtx) error {
 		purgeIndex(w, bCallbacksDue, bCallbacks, now)
 		purgeIndex(w, bSessionsDue, bSessions, now)
+		purgeIndex(w, bCodeMissesDue, bCodeMisses, now)
 		return nil
 	})
 	return wrap("purge", err)
@@ -389,6 +399,9 @@ func putScene(w *wtx, old, s *login.Scene) error {
 		return err
 	}
 	w.put(bScenesDue, string(dueKey(s.NextCheck(), s.ID)), nil)
+	if !s.Status.Waiting() {
+		releaseLoginCode(w, s)
+	}
 	return nil
 }
 
@@ -398,6 +411,7 @@ func deleteScene(w *wtx, old *login.Scene) {
 	}
 	w.del(bScenesDue, string(dueKey(old.NextCheck(), old.ID)))
 	w.del(bScenes, old.ID)
+	releaseLoginCode(w, old)
 }
 
 // dueKey is a big-endian time followed by the record key: bytewise order is time order.
