@@ -140,7 +140,8 @@ type Identification struct {
 // a retry gets the same answer and changes nothing.
 type Result struct {
 	Outcome    Outcome   `json:"outcome"`
-	Method     Method    `json:"method,omitempty"` // how the person was identified (the reply's wording)
+	Method     Method    `json:"method,omitempty"`   // how the person was identified (the reply's wording)
+	SceneID    string    `json:"scene_id,omitempty"` // the scene identified for (a message code names it only through its code)
 	Name       string    `json:"name,omitempty"`
 	LoginCount int64     `json:"login_count,omitempty"`
 	HandledAt  time.Time `json:"handled_at"`

@@ -296,7 +296,7 @@ func (s *Service) Confirm(ctx context.Context, id Identification) (Result, error
 }
 
 func (s *Service) decideConfirm(rs ReadSet, id Identification, now time.Time) (WriteSet, Result) {
-	res := Result{HandledAt: now, Method: id.Method}
+	res := Result{HandledAt: now, Method: id.Method, SceneID: id.SceneID}
 	sc := rs.Scene
 	if sc == nil || sc.StatusAt(now) == StatusExpired {
 		res.Outcome = OutcomeExpired
