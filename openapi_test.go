@@ -174,6 +174,8 @@ func TestOpenAPIDescribesAnswers(t *testing.T) {
 	do(http.MethodGet, "/metrics", "", "")
 	do(http.MethodGet, "/api/v1/openapi.yaml", "", "")
 	do(http.MethodGet, "/api/v1/dev/config", "", "")
+	code := createScene(t, srv.URL)
+	do(http.MethodPost, "/api/v1/dev/code", code.Secret, `{"scene_id":"`+code.SceneID+`","code":"12345x"}`)
 	do(http.MethodGet, "/", "", "")
 	do(http.MethodGet, "/static/qrlogin.js", "", "")
 	do(http.MethodPost, "/wechat/callback?signature=0000000000000000000000000000000000000000&timestamp=1&nonce=x", "", "")
