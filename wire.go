@@ -93,12 +93,12 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, self string) (*ap
 	client := wechat.NewClient(wcfg, log)
 	client.Observe = m.ObserveWeChat
 
-	a.svc = login.NewService(m.Store(store), m.Notifier(a.hub), client,
+	a.svc = login.NewService(m.Store(store), m.Notifier(a.hub), client, append([]login.Option{
 		login.WithQRTTL(cfg.QRTTL),
 		login.WithConfirmLinks(cfg.ConfirmMode == "link"),
 		login.WithMethods(cfg.Methods),
 		login.WithLogger(log),
-	)
+	}, unsubscribeOptions(cfg, store)...)...)
 	callback := wechat.NewCallback(client, a.svc, wcfg.Token, log)
 	callback.Observe = m.ObserveCallback
 	callback.ObserveCode = m.ObserveCode
@@ -140,6 +140,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, self string) (*ap
 		Links:          links,
 		FollowQR:       cfg.FollowQR,
 		AccountName:    cfg.AccountName,
+		Admin:          adminAPI(cfg, store, log),
 		LoginText:      replies.Text,
 		Ready: func(ctx context.Context) error {
 			ctx, cancel := context.WithTimeout(ctx, 2*time.Second)

@@ -30,6 +30,8 @@ const (
 	bCallbacksDue
 	bSessions
 	bSessionsDue
+	bUserIDs       // user id → openid (admin_bolt.go)
+	bUserSessions  // user id, 0, token hash → nothing (admin_bolt.go)
 	bLoginCodes    // login code → id of the waiting scene holding it (codes.go)
 	bCodeMisses    // openid → its recent wrong login codes and lockout
 	bCodeMissesDue // expiry index of bCodeMisses
@@ -43,6 +45,8 @@ var allBuckets = [][]byte{
 	bCallbacksDue:  []byte("callbacks_due"),
 	bSessions:      []byte("sessions"),
 	bSessionsDue:   []byte("sessions_due"),
+	bUserIDs:       []byte("user_ids"),
+	bUserSessions:  []byte("user_sessions"),
 	bLoginCodes:    []byte("login_codes"),
 	bCodeMisses:    []byte("code_misses"),
 	bCodeMissesDue: []byte("code_misses_due"),
@@ -149,6 +153,10 @@ func OpenBolt(path string, opts ...BoltOption) (*Bolt, error) {
 		db.Close()
 		return nil, fmt.Errorf("open database %s: create buckets: %w", path, err)
 	}
+	if err := checkFormat(db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
 	// The journal's files are opened only now, under bbolt's file lock.
 	files, segs, err := openSegments(path)
 	if err != nil {
@@ -160,6 +168,11 @@ func OpenBolt(path string, opts ...BoltOption) (*Bolt, error) {
 		closeFiles(files)
 		db.Close()
 		return nil, fmt.Errorf("open database %s: replay journal: %w", path, err)
+	}
+	if err := upgradeFormat(db); err != nil {
+		closeFiles(files)
+		db.Close()
+		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
 	b := &Bolt{
 		db:      db,
@@ -306,6 +319,7 @@ func applyWrite(w *wtx, k login.UpdateKeys, old *login.Scene, wr login.WriteSet)
 		if err := w.putJSON(bUsers, wr.User.OpenID, wr.User); err != nil {
 			return err
 		}
+		indexUser(w, wr.User)
 	}
 	if wr.Record != nil && k.DedupeKey != "" {
 		if err := w.putJSON(bCallbacks, k.DedupeKey, wr.Record); err != nil {
@@ -336,6 +350,7 @@ func (b *Bolt) CreateSession(ctx context.Context, s *login.Session) error {
 			return err
 		}
 		w.put(bSessionsDue, string(dueKey(s.ExpiresAt, s.TokenHash)), nil)
+		w.put(bUserSessions, userSessionKey(s.UserID, s.TokenHash), nil)
 		return nil
 	})
 	return wrap("create session", err)
@@ -360,8 +375,7 @@ func (b *Bolt) DeleteSession(ctx context.Context, tokenHash string) error {
 		if err != nil || s == nil {
 			return err
 		}
-		w.del(bSessionsDue, string(dueKey(s.ExpiresAt, tokenHash)))
-		w.del(bSessions, tokenHash)
+		deleteSession(w, s)
 		return nil
 	})
 	return wrap("delete session", err)
@@ -376,7 +390,7 @@ const purgeBatch = 10000
 func (b *Bolt) Purge(ctx context.Context, now time.Time) error {
 	err := b.write(ctx, func(w *wtx) error {
 		purgeIndex(w, bCallbacksDue, bCallbacks, now)
-		purgeIndex(w, bSessionsDue, bSessions, now)
+		purgeSessions(w, now)
 		purgeIndex(w, bCodeMissesDue, bCodeMisses, now)
 		return nil
 	})
