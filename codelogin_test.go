@@ -346,3 +346,34 @@ func readEvents(resp *http.Response) <-chan sseEvent {
 	}()
 	return ch
 }
+
+// TestCodeLoginConfirmMode: in confirm mode a login code, like a scan, only
+// marks the scene scanned and gets the confirm link; the link confirms it
+// and counts the login once.
+func TestCodeLoginConfirmMode(t *testing.T) {
+	srv := startTestServer(t, confirmEnv(t))
+	sim := secSimulator(srv, "")
+	const alice = "oCONFIRM_code_alice_000000001"
+	var sc codeScene
+	if r := apiCall(t, http.MethodPost, srv.URL+"/api/v1/login/scenes", "", nil, &sc); r.StatusCode != http.StatusCreated || sc.LoginCode == "" {
+		t.Fatalf("create: %d %+v", r.StatusCode, sc)
+	}
+	stream, _ := openStream(t, srv.URL, sc.SceneID, sc.Secret, "")
+	if ev := stream.Next(t, 5*time.Second); ev.Event != "pending" {
+		t.Fatalf("first event %q", ev.Event)
+	}
+	msg := wechat.TextMessage(alice, sc.LoginCode, msgIDs.Add(1), time.Now())
+	link, text := scanForLink(t, sim, msg)
+	if _, again := scanForLink(t, sim, msg); again != text {
+		t.Fatalf("a retried message got another reply:\n%q\n%q", text, again)
+	}
+	if ev := stream.Next(t, 5*time.Second); ev.Event != "scanned" {
+		t.Fatalf("after the code: %+v", ev)
+	}
+	if status, _, body := confirmPageAt(t, srv.URL, link, decision("confirm")); status != http.StatusOK || !strings.Contains(body, "第 1 次登录") {
+		t.Fatalf("confirm: %d %s", status, body)
+	}
+	if ev := stream.Next(t, 5*time.Second); ev.Event != "confirmed" {
+		t.Fatalf("after confirming: %+v", ev)
+	}
+}
