@@ -141,17 +141,17 @@ func (s *Service) ConfirmCode(ctx context.Context, openID, code, dedupeKey strin
 }
 
 func (s *Service) confirmCode(ctx context.Context, openID, code, dedupeKey string) (Result, error) {
-	// A retry of a message that worked must get its reply back; by then
-	// the code is released and would look like a miss.
-	if rec, err := s.recorded(ctx, dedupeKey); err != nil || rec != nil {
-		return derefResult(rec), err
-	}
 	now := s.now().UTC()
 	until, err := s.store.CodeLockedUntil(ctx, openID, now)
 	if err != nil {
 		return Result{}, err
 	}
 	if until.After(now) {
+		// WeChat's retry of a message handled before the lockout began
+		// (the fifth miss, say) gets its first reply.
+		if rec, err := s.recorded(ctx, dedupeKey); err != nil || rec != nil {
+			return derefResult(rec), err
+		}
 		return Result{Outcome: OutcomeTooManyAttempts, HandledAt: now}, nil
 	}
 	sceneID, err := s.store.SceneByLoginCode(ctx, code)
@@ -161,7 +161,10 @@ func (s *Service) confirmCode(ctx context.Context, openID, code, dedupeKey strin
 	if !errors.Is(err, ErrNotFound) {
 		return Result{}, err
 	}
-	// A miss. Claim the message first, so a retry of it is not counted again.
+	// No scene holds the code. It may be WeChat's retry of a message that
+	// worked (the login released the code): the dedupe record gives that
+	// first reply back. Otherwise it is a miss; the record claims the
+	// message first, so a retry of a miss is not counted again.
 	res, err := s.MarkHandled(ctx, dedupeKey, OutcomeCodeMiss)
 	if err != nil || res.Duplicate {
 		return res, err
