@@ -37,8 +37,10 @@ const (
 // silenceper parses, decrypts and builds replies; we add what it leaves out:
 // a constant-time signature check that answers 403, a timestamp window, a
 // body limit, dedupe (through login.Service) and "success" in safe mode.
-// A scan becomes a login in handle, through login.Service.Confirm; the reply
-// is worded from the Result it returns (Replies).
+// A scan becomes a login in handle, through login.Service.Confirm (a login
+// code sent as a text message, through login.Service.ConfirmCode); the reply
+// is worded from the Result it returns (Replies). Every verified message
+// that is not a login goes to the account's own handler when Forward is set.
 type Callback struct {
 	client *Client
 	svc    *login.Service
