@@ -21,6 +21,7 @@ var commands = map[string]command{
 	"backup":  {"copy a running service's database to a file (online)", runBackup},
 	"restore": {"put a backup in place of a stopped service's database", runRestore},
 	"migrate": {"copy users and sessions between bbolt and Redis", runMigrate},
+	"oidc":    {"OpenID Connect provider tools: rotate-keys", runOIDC},
 }
 
 // dispatch runs the subcommand args name, or the service when they name none.

@@ -42,6 +42,7 @@ type config struct {
 	ShutdownGrace  time.Duration
 	Heartbeat      time.Duration
 	SweepInterval  time.Duration
+	OIDCClients    string        // WXLOGIN_OIDC_CLIENTS: the OpenID Connect client file; "" = provider off (on in demo mode)
 	AdminToken     string        // WXLOGIN_ADMIN_TOKEN: turns on /api/v1/admin/; "" = off
 	OnUnsubscribe  string        // WXLOGIN_ON_UNSUBSCRIBE: keep | logout
 	Methods        login.Methods // WXLOGIN_METHODS
@@ -143,6 +144,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*c
 	c.ShutdownGrace = dur("WXLOGIN_SHUTDOWN_GRACE", 10*time.Second)
 	c.Heartbeat = dur("WXLOGIN_HEARTBEAT", 15*time.Second)
 	c.SweepInterval = dur("WXLOGIN_SWEEP_INTERVAL", time.Second)
+	c.OIDCClients = str("WXLOGIN_OIDC_CLIENTS", "")
 	c.AdminToken = str("WXLOGIN_ADMIN_TOKEN", "")
 	c.OnUnsubscribe = str("WXLOGIN_ON_UNSUBSCRIBE", "keep")
 	defMethods := "qr"
@@ -254,6 +256,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*c
 	if c.AESKey != "" && !validAESKey(c.AESKey) {
 		errs = append(errs, errors.New("WECHAT_AES_KEY must be the 43-character EncodingAESKey (base64 of 32 bytes, without the trailing =)"))
 	}
+	errs = append(errs, checkOIDCConfig(c)...)
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("configuration: %w", err)
 	}

@@ -187,6 +187,11 @@ func TestOpenAPIDescribesAnswers(t *testing.T) {
 	do(http.MethodPost, "/api/v1/dev/code", code.Secret, `{"scene_id":"`+code.SceneID+`","code":"12345x"}`)
 	do(http.MethodGet, "/", "", "")
 	do(http.MethodGet, "/static/qrlogin.js", "", "")
+	do(http.MethodGet, "/.well-known/openid-configuration", "", "")
+	do(http.MethodGet, "/keys", "", "")
+	do(http.MethodGet, "/authorize?client_id=nobody&response_type=code&scope=openid&redirect_uri=https%3A%2F%2Fx.example%2F", "", "")
+	do(http.MethodGet, "/api/v1/oidc/logout", "", "")
+	do(http.MethodGet, "/oidc/demo", "", "")
 	do(http.MethodPost, "/wechat/callback?signature=0000000000000000000000000000000000000000&timestamp=1&nonce=x", "", "")
 
 	resp := apiCall(t, http.MethodGet, srv.URL+"/api/v1/openapi.yaml", "", nil, nil)

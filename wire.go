@@ -173,7 +173,13 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, self string) (*ap
 			return r.Text, nil
 		}
 	}
-	a.handler = handlers.New(a.svc, m.Streams(a.hub), hcfg)
+	e := handlers.New(a.svc, m.Streams(a.hub), hcfg)
+	if err := mountOIDC(ctx, cfg, log, e, store, rdb, a.svc, self); err != nil {
+		a.hub.Close()
+		store.Close()
+		return nil, err
+	}
+	a.handler = e
 
 	bgCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a.stopBg = cancel

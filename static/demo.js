@@ -6,8 +6,12 @@
 import { QRLogin } from "./qrlogin.js";
 
 const $ = (id) => document.getElementById(id);
-// wxlogin may sit under a path prefix behind a reverse proxy: the API is beside this page.
-const base = new URL(".", location.href).href.replace(/\/$/, "");
+// wxlogin may sit under a path prefix behind a reverse proxy: the API is beside this page,
+// unless the page says where it is (the OpenID Connect login page, data-base).
+const page = document.body.dataset;
+const base = page.base ?? new URL(".", location.href).href.replace(/\/$/, "");
+// The OpenID Connect login page goes on to data-continue once logged in.
+const next = page.continue || "";
 
 // Each message is [中文, English].
 const messages = {
@@ -94,6 +98,7 @@ const handlers = {
   },
   onLogin(session) {
     const u = session.user;
+    if (next) location.replace(next);
     setStatus("logged-in");
     say(`${u.name}, 登录成功! 这是你第 ${u.login_count} 次登录`,
       `Logged in as ${u.name}, for the ${ordinal(u.login_count)} time`, "ok");
@@ -201,9 +206,10 @@ async function init() {
   $("scan").addEventListener("click", simulateScan);
   $("send-code").addEventListener("click", simulateSendCode);
   $("polling").addEventListener("change", () => login.setPolling($("polling").checked));
-  login = QRLogin.start({ base, qr: $("qr"), resume: true, polling: $("polling").checked, ...handlers });
+  login = QRLogin.start({ base, qr: $("qr"), resume: page.resume !== "0", polling: $("polling").checked, ...handlers });
   demo = await demoMode();
   $("demo-banner").hidden = !demo;
+  if ($("oidc-demo")) $("oidc-demo").hidden = !demo;
   if (scene) showMethods(scene);
 }
 

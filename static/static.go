@@ -4,7 +4,8 @@ package static
 
 import "embed"
 
-// Files are the page (index.html), the client (qrlogin.js) and their assets.
+// Files are the page (index.html), the client (qrlogin.js), their assets and
+// the OpenID Connect demo's relying party (oidc-demo.js).
 //
-//go:embed index.html qrlogin.js demo.js demo.css
+//go:embed index.html qrlogin.js demo.js demo.css oidc-demo.js
 var Files embed.FS

@@ -15,7 +15,7 @@ import (
 
 // claimLoginCode indexes s's login code, unless a scene still waiting at
 // s's creation holds it.
-func claimLoginCode(w *wtx, s *login.Scene) error {
+func claimLoginCode(w *writeTx, s *login.Scene) error {
 	if s.LoginCode == "" {
 		return nil
 	}
@@ -37,7 +37,7 @@ func claimLoginCode(w *wtx, s *login.Scene) error {
 
 // releaseLoginCode drops s's code from the index if s still holds it (a
 // newer scene may have taken it over after s expired).
-func releaseLoginCode(w *wtx, s *login.Scene) {
+func releaseLoginCode(w *writeTx, s *login.Scene) {
 	if s == nil || s.LoginCode == "" {
 		return
 	}
@@ -81,7 +81,7 @@ func (b *Bolt) CodeLockedUntil(ctx context.Context, openID string, now time.Time
 // RecordCodeMiss counts a wrong code from openID.
 func (b *Bolt) RecordCodeMiss(ctx context.Context, openID string, now time.Time, p login.MissPolicy) (time.Time, error) {
 	var until time.Time
-	err := b.write(ctx, func(w *wtx) error {
+	err := b.write(ctx, func(w *writeTx) error {
 		old, err := decode[missRecord](w.get(bCodeMisses, openID), openID)
 		if err != nil {
 			return err
