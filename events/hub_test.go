@@ -3,6 +3,7 @@ package events
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -283,11 +284,71 @@ func TestParseLastEventID(t *testing.T) {
 	}
 }
 
-func TestAddCode(t *testing.T) {
-	in := []byte("id: 2\ndata: {\"a\":1,\"user\":{\"x\":2}}\nevent: confirmed\n\n")
-	want := "id: 2\ndata: {\"a\":1,\"user\":{\"x\":2},\"code\":\"C\"}\nevent: confirmed\n\n"
-	if got := string(addCode(in, "C")); got != want {
-		t.Fatalf("addCode:\n%q\nwant\n%q", got, want)
+// A confirmed event carries each client's own code, and its data is the
+// poll endpoint's JSON of the view with that code: two clients of one
+// scene that presented different secrets each get theirs.
+func TestConfirmedEventCarriesEachClientsCode(t *testing.T) {
+	h := NewHub()
+	scenes := &fakeScenes{m: map[string]login.View{}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		code := r.URL.Query().Get("code")
+		h.Serve(w, r, StreamRequest{
+			SceneID: "e",
+			Code:    code,
+			Current: func(context.Context) (login.View, error) {
+				v := scenes.get("e")
+				if v.Status == login.StatusConfirmed {
+					v.Code = code
+				}
+				return v, nil
+			},
+		})
+	}))
+	t.Cleanup(func() { srv.Close(); h.Close() })
+	scenes.set(view("e", 1, login.StatusPending))
+	one, stopOne := readEvents(t, srv.URL+"/s/e?code=ONE")
+	defer stopOne()
+	two, stopTwo := readEvents(t, srv.URL+"/s/e?code=TWO")
+	defer stopTwo()
+	next(t, one)
+	next(t, two)
+
+	v := view("e", 2, login.StatusConfirmed)
+	v.User = &login.UserView{ID: "u_1", Name: "name", LoginCount: 1}
+	scenes.set(v)
+	h.Notify(context.Background(), v)
+	for code, events := range map[string]chan rawEvent{"ONE": one, "TWO": two} {
+		want := v
+		want.Code = code
+		wantJSON, _ := json.Marshal(want)
+		if ev := next(t, events); ev.ID != "2" || ev.Event != "confirmed" || ev.Data != string(wantJSON) {
+			t.Errorf("client %s got %+v\nwant data %s", code, ev, wantJSON)
+		}
+	}
+}
+
+// After the transport reconnects, each stream is sent its scene's current
+// state if it changed meanwhile, and nothing if it did not.
+func TestResyncSendsMissedChanges(t *testing.T) {
+	h, scenes, srv := newTestHub(t)
+	scenes.set(view("f", 1, login.StatusPending))
+	scenes.set(view("g", 1, login.StatusPending))
+	f, stopF := readEvents(t, srv.URL+"/s/f")
+	defer stopF()
+	g, stopG := readEvents(t, srv.URL+"/s/g")
+	defer stopG()
+	next(t, f)
+	next(t, g)
+
+	scenes.set(view("f", 2, login.StatusScanned)) // committed, its update lost
+	h.resync()
+	if ev := next(t, f); ev.ID != "2" || ev.Event != "scanned" {
+		t.Fatalf("after resync: %+v", ev)
+	}
+	scenes.set(view("g", 2, login.StatusDenied))
+	h.Notify(context.Background(), view("g", 2, login.StatusDenied))
+	if ev := next(t, g); ev.ID != "2" || ev.Event != "denied" {
+		t.Fatalf("g's next event is %+v, want denied v2 (nothing from the resync)", ev)
 	}
 }
 
