@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -155,19 +156,24 @@ func TestStreamSkipsVersionsAlreadySent(t *testing.T) {
 func TestHeartbeat(t *testing.T) {
 	_, scenes, srv := newTestHub(t, WithHeartbeat(50*time.Millisecond))
 	scenes.set(view("c", 1, login.StatusPending))
-	resp, err := http.Get(srv.URL + "/s/c")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/s/c", nil)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	deadline := time.Now().Add(5 * time.Second)
-	for sc.Scan() && time.Now().Before(deadline) {
-		if sc.Text() == ": hb" {
+	rd := ssetest.NewReader(resp.Body, ssetest.WithComments())
+	for {
+		ev, err := rd.Next()
+		if err != nil {
+			t.Fatalf("no heartbeat comment: %v", err)
+		}
+		if slices.Contains(ev.Comments, " hb") {
 			return
 		}
 	}
-	t.Fatal("no heartbeat comment")
 }
 
 func TestDrainTellsStreamsToReconnect(t *testing.T) {
