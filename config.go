@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"wxlogin/login"
+	"wxlogin/wechat"
 )
 
 // config is every setting, read once from the environment (and flags).
@@ -40,6 +41,35 @@ type config struct {
 	ShutdownGrace  time.Duration
 	Heartbeat      time.Duration
 	SweepInterval  time.Duration
+	Methods        login.Methods // WXLOGIN_METHODS
+}
+
+// parseMethods reads WXLOGIN_METHODS: a comma-separated subset of qr, code
+// and oauth, at least one, each at most once.
+func parseMethods(v string) (login.Methods, error) {
+	var m login.Methods
+	names := splitList(v)
+	if len(names) == 0 {
+		return m, fmt.Errorf("WXLOGIN_METHODS=%q: want one or more of qr, code, oauth, comma-separated", v)
+	}
+	for _, name := range names {
+		var on *bool
+		switch strings.ToLower(name) {
+		case "qr":
+			on = &m.QR
+		case "code":
+			on = &m.Code
+		case "oauth":
+			on = &m.OAuth
+		default:
+			return m, fmt.Errorf("WXLOGIN_METHODS: %q is not a login method; want qr, code or oauth", name)
+		}
+		if *on {
+			return m, fmt.Errorf("WXLOGIN_METHODS: %q is listed twice", name)
+		}
+		*on = true
+	}
+	return m, nil
 }
 
 // Demo reports whether demo mode is on: exactly when no AppID is configured.
@@ -98,7 +128,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*c
 	c.QRTTL = dur("WXLOGIN_QR_TTL", login.DefaultQRTTL)
 	c.ConfirmMode = str("WXLOGIN_CONFIRM", "auto")
 	c.LinkKey = str("WXLOGIN_LINK_KEY", "")
-	c.ReplyTemplate = str("WXLOGIN_REPLY_TEMPLATE", login.DefaultReplyTemplate)
+	c.ReplyTemplate = str("WXLOGIN_REPLY_TEMPLATE", wechat.DefaultReplyTemplate)
 	c.LogFormat = str("WXLOGIN_LOG_FORMAT", "text")
 	c.SceneRate = num("WXLOGIN_SCENE_RATE", 30)
 	c.MaxStreams = num("WXLOGIN_MAX_STREAMS", 15000)
@@ -106,6 +136,15 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*c
 	c.ShutdownGrace = dur("WXLOGIN_SHUTDOWN_GRACE", 10*time.Second)
 	c.Heartbeat = dur("WXLOGIN_HEARTBEAT", 15*time.Second)
 	c.SweepInterval = dur("WXLOGIN_SWEEP_INTERVAL", time.Second)
+	defMethods := "qr"
+	if c.Demo() { // the demo shows every way to log in
+		defMethods = "qr,code,oauth"
+	}
+	if m, err := parseMethods(str("WXLOGIN_METHODS", defMethods)); err != nil {
+		errs = append(errs, err)
+	} else {
+		c.Methods = m
+	}
 
 	fs := flag.NewFlagSet("wxlogin", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -166,8 +205,8 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*c
 			errs = append(errs, fmt.Errorf("WXLOGIN_ADDR=%q: demo mode (no WECHAT_APPID) listens on loopback only; set WXLOGIN_DEMO=1 to expose the demo", c.Addr))
 		}
 	} else {
-		if c.AppSecret == "" {
-			errs = append(errs, errors.New("WECHAT_APPSECRET is required with WECHAT_APPID"))
+		if c.AppSecret == "" && (c.Methods.QR || c.Methods.OAuth) {
+			errs = append(errs, errors.New("WECHAT_APPSECRET is required with WECHAT_APPID (the qr and oauth login methods call WeChat's API)"))
 		}
 		if c.Token == "" {
 			errs = append(errs, errors.New("WECHAT_TOKEN is required with WECHAT_APPID (the callback signature token)"))

@@ -295,3 +295,32 @@ func otherSigner(t *testing.T) *login.LinkSigner {
 	}
 	return s
 }
+
+// TestReplyTemplateReachesBothAnswers: WXLOGIN_REPLY_TEMPLATE words a login
+// both in WeChat's reply to a scan and on the confirm page.
+func TestReplyTemplateReachesBothAnswers(t *testing.T) {
+	const template = "Welcome back {name}, login #{count}"
+	for _, mode := range []string{"auto", "link"} {
+		t.Run(mode, func(t *testing.T) {
+			env := confirmEnv(t)
+			env["WXLOGIN_CONFIRM"] = mode
+			env["WXLOGIN_REPLY_TEMPLATE"] = template
+			srv := startTestServer(t, env)
+			sim := secSimulator(srv, "")
+			sc := createSceneFrom(t, srv.URL, "198.51.100.10", "TestBrowser/1.0")
+			ev := wechat.ScanEvent(sc.SceneID, "oTEMPLATE_000000000000000001", true, time.Now())
+			want := "Welcome back " + login.DefaultUserName + ", login #1"
+			if mode == "auto" {
+				r, err := sim.Send(t.Context(), ev)
+				if err != nil || r.Status != http.StatusOK || r.Text != want {
+					t.Fatalf("scan reply: %v %d %q, want %q", err, r.Status, r.Text, want)
+				}
+				return
+			}
+			link, _ := scanForLink(t, sim, ev)
+			if status, _, body := confirmPageAt(t, srv.URL, link, decision("confirm")); status != http.StatusOK || !strings.Contains(body, want) {
+				t.Fatalf("confirm page: %d %s", status, body)
+			}
+		})
+	}
+}

@@ -91,12 +91,14 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, self string) (*ap
 
 	a.svc = login.NewService(m.Store(store), m.Notifier(a.hub), client,
 		login.WithQRTTL(cfg.QRTTL),
-		login.WithReplyTemplate(cfg.ReplyTemplate),
 		login.WithConfirmLinks(cfg.ConfirmMode == "link"),
+		login.WithMethods(cfg.Methods),
 		login.WithLogger(log),
 	)
 	callback := wechat.NewCallback(client, a.svc, wcfg.Token, log)
 	callback.Observe = m.ObserveCallback
+	replies := wechat.Replies{Template: cfg.ReplyTemplate}
+	callback.Replies = replies
 	links, err := confirmLinks(cfg, wcfg)
 	if err != nil {
 		a.hub.Close()
@@ -120,6 +122,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, self string) (*ap
 		Middleware:     []echo.MiddlewareFunc{metrics.AccessLog(log), m.Middleware()},
 		OpenAPI:        openAPIDocument,
 		Links:          links,
+		LoginText:      replies.Text,
 		Ready: func(ctx context.Context) error {
 			ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			defer cancel()

@@ -59,12 +59,16 @@ func ConfirmLink(svc *login.Service, links *login.LinkSigner, publicURL string) 
 
 // confirmPage serves GET (show) and POST (decide) for one link.
 type confirmPage struct {
-	svc   *login.Service
-	links *login.LinkSigner
+	svc       *login.Service
+	links     *login.LinkSigner
+	loginText func(login.Result) string
 }
 
-func registerConfirm(e *echo.Echo, svc *login.Service, links *login.LinkSigner) {
-	p := &confirmPage{svc: svc, links: links}
+func registerConfirm(e *echo.Echo, svc *login.Service, links *login.LinkSigner, loginText func(login.Result) string) {
+	if loginText == nil {
+		loginText = func(login.Result) string { return "登录成功! Logged in." }
+	}
+	p := &confirmPage{svc: svc, links: links, loginText: loginText}
 	limit := middleware.BodyLimit("4KB")
 	e.GET(ConfirmPath, p.show)
 	e.POST(ConfirmPath, p.decide, limit)
@@ -116,14 +120,14 @@ func (p *confirmPage) decide(c echo.Context) error {
 	if sc == nil {
 		return p.render(c, status, v)
 	}
-	rec, err := p.svc.Decide(c.Request().Context(), sc.ID, sc.OpenID, approve)
+	res, err := p.decision(c.Request().Context(), sc, approve)
 	if err != nil {
 		return err
 	}
-	switch rec.Outcome {
+	switch res.Outcome {
 	case login.OutcomeConfirmed:
 		return p.render(c, http.StatusOK, messageView("登录成功 / Logged in",
-			p.svc.Reply(rec)+" 请回到网页继续。 You can return to the browser now."))
+			p.loginText(res)+" 请回到网页继续。 You can return to the browser now."))
 	case login.OutcomeDenied:
 		return p.render(c, http.StatusOK, messageView("已拒绝 / Denied",
 			"这次登录已被拒绝, 网页不会登录。 The login was denied; the browser is not logged in."))
@@ -131,6 +135,16 @@ func (p *confirmPage) decide(c echo.Context) error {
 		return p.render(c, http.StatusConflict, usedView())
 	}
 	return p.render(c, http.StatusGone, expiredView())
+}
+
+// decision applies the choice of the person who scanned: approval is one
+// more way of identifying them, so it confirms through login.Service.Confirm
+// like a scan does.
+func (p *confirmPage) decision(ctx context.Context, sc *login.Scene, approve bool) (login.Result, error) {
+	if !approve {
+		return p.svc.Deny(ctx, sc.ID, sc.OpenID)
+	}
+	return p.svc.Confirm(ctx, login.Identification{SceneID: sc.ID, OpenID: sc.OpenID, Method: login.MethodConfirmLink})
 }
 
 // load checks the link and returns its scene, or the status and page to show

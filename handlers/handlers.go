@@ -53,6 +53,9 @@ type Config struct {
 	Middleware []echo.MiddlewareFunc
 	// Links signs confirm links; set only in confirm mode (serves /confirm/).
 	Links *login.LinkSigner
+	// LoginText words a confirmed login on the confirm page, as the WeChat
+	// reply would (the reply template); nil shows a plain message.
+	LoginText func(login.Result) string
 }
 
 // Limits of request bodies.
@@ -135,7 +138,7 @@ func New(svc *login.Service, streams Streams, cfg Config) *echo.Echo {
 		e.GET("/metrics", echo.WrapHandler(cfg.Metrics))
 	}
 	if cfg.Links != nil {
-		registerConfirm(e, svc, cfg.Links)
+		registerConfirm(e, svc, cfg.Links, cfg.LoginText)
 	}
 	if cfg.Static != nil {
 		registerStatic(e, cfg.Static, cfg.Demo)

@@ -103,24 +103,53 @@ type Session struct {
 	ExpiresAt time.Time `json:"expires_at"`
 }
 
-// CallbackRecord is what a handled WeChat message produced; kept under its
-// dedupe key so a retry gets the same reply and changes nothing.
-type CallbackRecord struct {
+// Method is how a person was identified for a scene.
+type Method string
+
+// The ways of identifying a person. Every one goes through Service.Confirm.
+const (
+	MethodScan        Method = "scan"         // scanned the scene's QR code
+	MethodMessageCode Method = "message_code" // sent the scene's code to the account
+	MethodWebAuth     Method = "web_auth"     // WeChat's in-browser authorisation
+	MethodConfirmLink Method = "confirm_link" // confirm mode: approved on the confirm page
+)
+
+func (m Method) valid() bool {
+	switch m {
+	case MethodScan, MethodMessageCode, MethodWebAuth, MethodConfirmLink:
+		return true
+	}
+	return false
+}
+
+// Identification says that the person with OpenID was identified for a scene.
+type Identification struct {
+	SceneID string
+	OpenID  string
+	Method  Method
+	// DedupeKey identifies a message that may be delivered again (WeChat
+	// retries callbacks); a second delivery gets the first Result and changes
+	// nothing. Empty when the request cannot repeat itself.
+	DedupeKey string
+}
+
+// Result is what handling a message produced; kept under its dedupe key so
+// a retry gets the same answer and changes nothing.
+type Result struct {
 	Outcome    Outcome   `json:"outcome"`
 	Name       string    `json:"name,omitempty"`
 	LoginCount int64     `json:"login_count,omitempty"`
-	Link       string    `json:"link,omitempty"`
 	HandledAt  time.Time `json:"handled_at"`
 	Duplicate  bool      `json:"-"` // set when this message was handled before
 }
 
-// Outcome says what a scan did; the WeChat reply text is chosen from it.
+// Outcome says what identifying a person (or another message) did.
 type Outcome string
 
-// Outcomes of a WeChat message.
+// Outcomes of a message or decision.
 const (
 	OutcomeConfirmed    Outcome = "confirmed"     // the login went through
-	OutcomeScanned      Outcome = "scanned"       // confirm mode: a link was sent
+	OutcomeScanned      Outcome = "scanned"       // confirm mode: waits for the confirm page
 	OutcomeAlreadyUsed  Outcome = "already_used"  // the scene was already scanned
 	OutcomeExpired      Outcome = "expired"       // the scene expired or is unknown
 	OutcomeUnsubscribed Outcome = "unsubscribed"  // recorded, no reply
@@ -129,50 +158,68 @@ const (
 	OutcomeDecided      Outcome = "decided_twice" // confirm mode: link reused
 )
 
-// Keys names the records one Update reads and may write. Empty fields are not read.
-type Keys struct {
+// UpdateKeys names the records one Update reads and may write. Empty fields are not read.
+type UpdateKeys struct {
 	SceneID   string
 	OpenID    string
 	DedupeKey string
 }
 
-// Snapshot is what the store read for an Update. Nil pointers mean "not found".
-type Snapshot struct {
+// ReadSet is what the store read for an Update. Nil pointers mean "not found".
+type ReadSet struct {
 	Scene  *Scene
 	User   *User
-	Record *CallbackRecord
+	Record *Result // the Result kept under DedupeKey: the message was handled before
 }
 
-// Write is what an Update commits. Nil pointers are left unchanged.
-type Write struct {
+// WriteSet is what an Update commits. Nil pointers are left unchanged.
+type WriteSet struct {
 	Scene       *Scene
 	DeleteScene bool
 	User        *User
-	Record      *CallbackRecord
+	Record      *Result // kept under DedupeKey
 }
 
-// UpdateFunc decides a change from a snapshot. A store may call it more than
+// UpdateFunc decides a change from what was read. A store may call it more than
 // once (Redis retries it after an optimistic-lock conflict): it must be free of side effects.
-type UpdateFunc func(Snapshot) (Write, error)
+type UpdateFunc func(ReadSet) (WriteSet, error)
 
-// Store keeps scenes, users, callback records and sessions. Every Update is
-// atomic: it commits all of its Write or nothing, and no other Update on the
-// same keys interleaves with it.
-type Store interface {
+// SceneStore keeps scenes and users and changes them together. Every Update
+// is atomic: it commits all of its WriteSet or nothing, and no other Update
+// on the same keys interleaves with it.
+type SceneStore interface {
 	CreateScene(ctx context.Context, s *Scene) error
 	Scene(ctx context.Context, id string) (*Scene, error) // ErrNotFound when missing
 	User(ctx context.Context, openID string) (*User, error)
-	Update(ctx context.Context, k Keys, fn UpdateFunc) error
-	// DueScenes lists scenes whose NextCheck is at or before now, at most limit.
-	DueScenes(ctx context.Context, now time.Time, limit int) ([]string, error)
+	Update(ctx context.Context, k UpdateKeys, fn UpdateFunc) error
+}
 
+// SessionStore keeps sessions, by the hash of their token.
+type SessionStore interface {
 	CreateSession(ctx context.Context, s *Session) error
 	Session(ctx context.Context, tokenHash string) (*Session, error)
 	DeleteSession(ctx context.Context, tokenHash string) error
-	// Purge removes callback records and sessions that expired before now.
-	Purge(ctx context.Context, now time.Time) error
+}
 
+// MaintenanceStore is what the sweeper needs: what is due, and what to drop.
+type MaintenanceStore interface {
+	// DueScenes lists scenes whose NextCheck is at or before now, at most limit.
+	DueScenes(ctx context.Context, now time.Time, limit int) ([]string, error)
+	// Purge removes dedupe records and sessions that expired before now.
+	Purge(ctx context.Context, now time.Time) error
+}
+
+// HealthChecker reports whether storage answers.
+type HealthChecker interface {
 	Ping(ctx context.Context) error
+}
+
+// Store is all of storage, as the process wires it.
+type Store interface {
+	SceneStore
+	SessionStore
+	MaintenanceStore
+	HealthChecker
 	Close() error
 }
 

@@ -11,17 +11,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
-	"strings"
 	"time"
 )
 
 // Defaults of the contract.
 const (
-	DefaultQRTTL         = 120 * time.Second
-	DefaultInterval      = 2 * time.Second
-	DefaultReplyTemplate = "{name}, 登录成功! 这是你第 {count} 次登录, 玩得开心!"
-	DefaultUserName      = "微信用户"
+	DefaultQRTTL    = 120 * time.Second
+	DefaultInterval = 2 * time.Second
+	DefaultUserName = "微信用户"
 )
 
 // Service is the login flow. Handlers and the WeChat adapter call it; it
@@ -34,10 +31,18 @@ type Service struct {
 	now      func() time.Time
 	log      *slog.Logger
 
-	qrTTL         time.Duration
-	interval      time.Duration
-	replyTemplate string
-	confirmLinks  bool
+	qrTTL        time.Duration
+	interval     time.Duration
+	confirmLinks bool
+	methods      Methods
+}
+
+// Methods are the ways to log in a deployment offers. Every way ends in the
+// same Confirm; they differ in how the person is identified.
+type Methods struct {
+	QR    bool // a parametric QR code, scanned (needs a verified Service Account)
+	Code  bool // a short code the person sends to the account as a message
+	OAuth bool // WeChat's web authorisation, inside WeChat's own browser
 }
 
 // Option configures a Service.
@@ -52,9 +57,6 @@ func WithQRTTL(d time.Duration) Option { return func(s *Service) { s.qrTTL = d }
 // WithInterval sets the poll interval advertised to clients (default 2 s).
 func WithInterval(d time.Duration) Option { return func(s *Service) { s.interval = d } }
 
-// WithReplyTemplate sets the WeChat reply; {name} and {count} are replaced.
-func WithReplyTemplate(t string) Option { return func(s *Service) { s.replyTemplate = t } }
-
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.log = l } }
 
@@ -62,15 +64,19 @@ func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.log = l } }
 // only the confirm page makes it "confirmed".
 func WithConfirmLinks(on bool) Option { return func(s *Service) { s.confirmLinks = on } }
 
+// WithMethods sets the login methods on offer (default: QR only). Without
+// QR, scene creation asks WeChat for nothing.
+func WithMethods(m Methods) Option { return func(s *Service) { s.methods = m } }
+
 // NewService returns a Service over the given adapters.
 func NewService(store Store, notifier Notifier, qr QRIssuer, opts ...Option) *Service {
 	s := &Service{
 		store: store, notifier: notifier, qr: qr,
-		now:           time.Now,
-		log:           slog.Default(),
-		qrTTL:         DefaultQRTTL,
-		interval:      DefaultInterval,
-		replyTemplate: DefaultReplyTemplate,
+		now:      time.Now,
+		log:      slog.Default(),
+		qrTTL:    DefaultQRTTL,
+		interval: DefaultInterval,
+		methods:  Methods{QR: true},
 	}
 	for _, o := range opts {
 		o(s)
@@ -86,6 +92,9 @@ func (s *Service) QRTTL() time.Duration { return s.qrTTL }
 
 // Now is the service's clock.
 func (s *Service) Now() time.Time { return s.now() }
+
+// Methods reports the login methods on offer.
+func (s *Service) Methods() Methods { return s.methods }
 
 // ConfirmLinks reports whether confirm mode is on.
 func (s *Service) ConfirmLinks() bool { return s.confirmLinks }
@@ -103,7 +112,7 @@ type NewScene struct {
 }
 
 // CreateScene makes a scene with a fresh random id and secret, asks WeChat for
-// its QR code, and stores it.
+// its QR code when that method is on, and stores it.
 func (s *Service) CreateScene(ctx context.Context, meta ClientMeta) (*NewScene, error) {
 	// Check storage first: a QR code we cannot store would spend one of the
 	// account's 100 000 daily qrcode/create calls for nothing, on every
@@ -113,9 +122,12 @@ func (s *Service) CreateScene(ctx context.Context, meta ClientMeta) (*NewScene, 
 	}
 	id := randomToken(16)
 	secret := randomToken(32)
-	qr, err := s.qr.IssueQR(ctx, id, s.qrTTL)
-	if err != nil {
-		return nil, fmt.Errorf("create scene: %w", err)
+	var qr QR
+	if s.methods.QR {
+		var err error
+		if qr, err = s.qr.IssueQR(ctx, id, s.qrTTL); err != nil {
+			return nil, fmt.Errorf("create scene: %w", err)
+		}
 	}
 	now := s.now().UTC()
 	sc := &Scene{
@@ -257,73 +269,62 @@ func CodeFor(secret, sceneID string) string {
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:16])
 }
 
-// ScanEvent is a scan reported by WeChat.
-type ScanEvent struct {
-	SceneID   string
-	OpenID    string
-	DedupeKey string
-}
-
-// Scan applies a scan: the first scan of a waiting scene confirms it (or, in
-// confirm mode, marks it scanned) and counts the login, all in one atomic
-// update with the dedupe record. A retried message returns the first result.
-func (s *Service) Scan(ctx context.Context, ev ScanEvent) (CallbackRecord, error) {
-	now := s.now().UTC()
-	var rec CallbackRecord
-	var changed *Scene
-	keys := Keys{SceneID: ev.SceneID, OpenID: ev.OpenID, DedupeKey: ev.DedupeKey}
-	if !ValidSceneID(ev.SceneID) {
-		keys.SceneID = ""
+// Confirm is where identifying a person becomes a login: every method
+// (a scan, a message code, WeChat's in-browser authorisation, the confirm
+// page) comes through here. The first identification of a waiting scene
+// confirms it and counts the login, all in one atomic update with the
+// dedupe record; the change is pushed once it is committed. In confirm mode
+// an identification only marks the scene scanned, and the confirm page's
+// approval (MethodConfirmLink, by the same person) confirms it. A message
+// handled before gets its first Result back, marked Duplicate.
+func (s *Service) Confirm(ctx context.Context, id Identification) (Result, error) {
+	if id.OpenID == "" || !id.Method.valid() {
+		return Result{}, Errorf(EINVALID, "confirm: an openid and a known method are required")
 	}
-	err := s.store.Update(ctx, keys, func(snap Snapshot) (Write, error) {
-		changed = nil
-		if snap.Record != nil {
-			rec = *snap.Record
-			rec.Duplicate = true
-			return Write{}, nil
-		}
-		w, r := s.decideScan(snap, ev.OpenID, now)
-		rec, changed = r, w.Scene
-		return w, nil
-	})
+	res, err := s.handleOnce(ctx, s.keysFor(id.SceneID, id.OpenID, id.DedupeKey),
+		func(rs ReadSet, now time.Time) (WriteSet, Result) { return s.decideConfirm(rs, id, now) })
 	if err != nil {
-		return CallbackRecord{}, fmt.Errorf("scan: %w", err)
+		return Result{}, fmt.Errorf("confirm (%s): %w", id.Method, err)
 	}
-	if changed != nil {
-		s.notify(ctx, changed)
-	}
-	return rec, nil
+	return res, nil
 }
 
-func (s *Service) decideScan(snap Snapshot, openID string, now time.Time) (Write, CallbackRecord) {
-	rec := CallbackRecord{HandledAt: now}
-	sc := snap.Scene
-	switch {
-	case sc == nil || sc.StatusAt(now) == StatusExpired:
-		rec.Outcome = OutcomeExpired
-		return Write{Record: &rec}, rec
-	case !sc.Status.Waiting() || (sc.Status == StatusScanned && sc.OpenID != openID):
-		rec.Outcome = OutcomeAlreadyUsed
-		return Write{Record: &rec}, rec
-	case sc.Status == StatusScanned:
-		// The same person scanned again in confirm mode: send the link again.
-		rec.Outcome = OutcomeScanned
-		return Write{Record: &rec}, rec
+func (s *Service) decideConfirm(rs ReadSet, id Identification, now time.Time) (WriteSet, Result) {
+	res := Result{HandledAt: now}
+	sc := rs.Scene
+	if sc == nil || sc.StatusAt(now) == StatusExpired {
+		res.Outcome = OutcomeExpired
+		return WriteSet{}, res
 	}
 	next := *sc
 	next.Version++
-	next.OpenID = openID
-	next.ScannedAt = now
-	if s.confirmLinks {
-		next.Status = StatusScanned
-		rec.Outcome = OutcomeScanned
-		return Write{Scene: &next, Record: &rec}, rec
+	if id.Method == MethodConfirmLink {
+		// The approval of a scan: only by the person who scanned, once.
+		if sc.Status != StatusScanned || sc.OpenID != id.OpenID {
+			res.Outcome = OutcomeDecided
+			return WriteSet{}, res
+		}
+	} else {
+		switch {
+		case !sc.Status.Waiting() || (sc.Status == StatusScanned && sc.OpenID != id.OpenID):
+			res.Outcome = OutcomeAlreadyUsed
+			return WriteSet{}, res
+		case sc.Status == StatusScanned:
+			// The same person again in confirm mode: send the link again.
+			res.Outcome = OutcomeScanned
+			return WriteSet{}, res
+		}
+		next.OpenID, next.ScannedAt = id.OpenID, now
+		if s.confirmLinks {
+			next.Status = StatusScanned
+			res.Outcome = OutcomeScanned
+			return WriteSet{Scene: &next}, res
+		}
 	}
-	u := countLogin(snap.User, openID, now)
-	next.Status = StatusConfirmed
-	next.ConfirmedAt = now
-	rec.Outcome, rec.Name, rec.LoginCount = OutcomeConfirmed, u.Name, u.LoginCount
-	return Write{Scene: &next, User: u, Record: &rec}, rec
+	u := countLogin(rs.User, id.OpenID, now)
+	next.Status, next.ConfirmedAt = StatusConfirmed, now
+	res.Outcome, res.Name, res.LoginCount = OutcomeConfirmed, u.Name, u.LoginCount
+	return WriteSet{Scene: &next, User: u}, res
 }
 
 // countLogin returns the user with one more login.
@@ -338,61 +339,42 @@ func countLogin(old *User, openID string, now time.Time) *User {
 	return u
 }
 
-// Decide applies the confirm page's choice (confirm mode). Only the person who
-// scanned may decide, once.
-func (s *Service) Decide(ctx context.Context, sceneID, openID string, approve bool) (CallbackRecord, error) {
-	now := s.now().UTC()
-	var rec CallbackRecord
-	var changed *Scene
-	err := s.store.Update(ctx, Keys{SceneID: sceneID, OpenID: openID}, func(snap Snapshot) (Write, error) {
-		changed = nil
-		rec = CallbackRecord{HandledAt: now}
-		sc := snap.Scene
+// Deny applies the confirm page's refusal (confirm mode). Only the person
+// who scanned may decide, once.
+func (s *Service) Deny(ctx context.Context, sceneID, openID string) (Result, error) {
+	res, err := s.handleOnce(ctx, s.keysFor(sceneID, openID, ""), func(rs ReadSet, now time.Time) (WriteSet, Result) {
+		res := Result{HandledAt: now}
+		sc := rs.Scene
 		switch {
 		case sc == nil || sc.StatusAt(now) == StatusExpired:
-			rec.Outcome = OutcomeExpired
-			return Write{}, nil
+			res.Outcome = OutcomeExpired
+			return WriteSet{}, res
 		case sc.Status != StatusScanned || sc.OpenID != openID:
-			rec.Outcome = OutcomeDecided
-			return Write{}, nil
+			res.Outcome = OutcomeDecided
+			return WriteSet{}, res
 		}
 		next := *sc
 		next.Version++
-		if !approve {
-			next.Status, next.FinishedAt = StatusDenied, now
-			rec.Outcome = OutcomeDenied
-			changed = &next
-			return Write{Scene: &next}, nil
-		}
-		u := countLogin(snap.User, openID, now)
-		next.Status, next.ConfirmedAt = StatusConfirmed, now
-		rec.Outcome, rec.Name, rec.LoginCount = OutcomeConfirmed, u.Name, u.LoginCount
-		changed = &next
-		return Write{Scene: &next, User: u}, nil
+		next.Status, next.FinishedAt = StatusDenied, now
+		res.Outcome = OutcomeDenied
+		return WriteSet{Scene: &next}, res
 	})
 	if err != nil {
-		return CallbackRecord{}, fmt.Errorf("decide: %w", err)
+		return Result{}, fmt.Errorf("deny: %w", err)
 	}
-	if changed != nil {
-		s.notify(ctx, changed)
-	}
-	return rec, nil
+	return res, nil
 }
 
 // Unsubscribe records that a user stopped following the account.
 func (s *Service) Unsubscribe(ctx context.Context, openID, dedupeKey string) error {
-	now := s.now().UTC()
-	err := s.store.Update(ctx, Keys{OpenID: openID, DedupeKey: dedupeKey}, func(snap Snapshot) (Write, error) {
-		if snap.Record != nil {
-			return Write{}, nil
+	_, err := s.handleOnce(ctx, UpdateKeys{OpenID: openID, DedupeKey: dedupeKey}, func(rs ReadSet, now time.Time) (WriteSet, Result) {
+		res := Result{Outcome: OutcomeUnsubscribed, HandledAt: now}
+		if rs.User == nil {
+			return WriteSet{}, res
 		}
-		rec := &CallbackRecord{Outcome: OutcomeUnsubscribed, HandledAt: now}
-		if snap.User == nil {
-			return Write{Record: rec}, nil
-		}
-		u := *snap.User
+		u := *rs.User
 		u.UnsubscribedAt = now
-		return Write{User: &u, Record: rec}, nil
+		return WriteSet{User: &u}, res
 	})
 	if err != nil {
 		return fmt.Errorf("unsubscribe: %w", err)
@@ -400,37 +382,62 @@ func (s *Service) Unsubscribe(ctx context.Context, openID, dedupeKey string) err
 	return nil
 }
 
-// RecordOnce stores a dedupe record for a message that changes nothing else,
-// and returns the earlier record if the message was handled before.
-func (s *Service) RecordOnce(ctx context.Context, dedupeKey string, outcome Outcome) (CallbackRecord, error) {
-	now := s.now().UTC()
-	var rec CallbackRecord
-	err := s.store.Update(ctx, Keys{DedupeKey: dedupeKey}, func(snap Snapshot) (Write, error) {
-		if snap.Record != nil {
-			rec = *snap.Record
-			return Write{}, nil
-		}
-		rec = CallbackRecord{Outcome: outcome, HandledAt: now}
-		return Write{Record: &rec}, nil
+// MarkHandled keeps outcome under dedupeKey for a message that changes
+// nothing else, and returns the earlier Result if the message was handled before.
+func (s *Service) MarkHandled(ctx context.Context, dedupeKey string, outcome Outcome) (Result, error) {
+	res, err := s.handleOnce(ctx, UpdateKeys{DedupeKey: dedupeKey}, func(_ ReadSet, now time.Time) (WriteSet, Result) {
+		return WriteSet{}, Result{Outcome: outcome, HandledAt: now}
 	})
-	return rec, err
-}
-
-// Reply renders the WeChat text for a callback record.
-func (s *Service) Reply(rec CallbackRecord) string {
-	switch rec.Outcome {
-	case OutcomeConfirmed:
-		r := strings.NewReplacer("{name}", rec.Name, "{count}", strconv.FormatInt(rec.LoginCount, 10))
-		return r.Replace(s.replyTemplate)
-	case OutcomeAlreadyUsed:
-		return "这个二维码已经用过了, 请刷新网页后重新扫码。 This code was already used; refresh the page for a new one."
-	case OutcomeExpired:
-		return "二维码已过期, 请刷新网页后重新扫码。 This code has expired; refresh the page for a new one."
+	if err != nil {
+		return Result{}, fmt.Errorf("mark handled: %w", err)
 	}
-	return ""
+	return res, nil
 }
 
-// Session is a token exchange result.
+// keysFor names what an identification reads; an id that cannot be ours
+// reads no scene (and so is treated as expired) instead of reaching storage.
+func (s *Service) keysFor(sceneID, openID, dedupeKey string) UpdateKeys {
+	k := UpdateKeys{SceneID: sceneID, OpenID: openID, DedupeKey: dedupeKey}
+	if !ValidSceneID(sceneID) {
+		k.SceneID = ""
+	}
+	return k
+}
+
+// handleOnce runs decide in one atomic update that also keeps its Result
+// under the dedupe key (when there is one), and pushes the scene it changed
+// once the update is committed. A message whose key is already recorded gets
+// the recorded Result, marked Duplicate, and changes nothing.
+func (s *Service) handleOnce(ctx context.Context, keys UpdateKeys, decide func(ReadSet, time.Time) (WriteSet, Result)) (Result, error) {
+	now := s.now().UTC()
+	var res Result
+	var changed *Scene
+	err := s.store.Update(ctx, keys, func(rs ReadSet) (WriteSet, error) {
+		changed = nil
+		if rs.Record != nil {
+			res = *rs.Record
+			res.Duplicate = true
+			return WriteSet{}, nil
+		}
+		var ws WriteSet
+		ws, res = decide(rs, now)
+		if keys.DedupeKey != "" {
+			rec := res
+			ws.Record = &rec
+		}
+		changed = ws.Scene
+		return ws, nil
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	if changed != nil {
+		s.notify(ctx, changed)
+	}
+	return res, nil
+}
+
+// Login is a token exchange result.
 type Login struct {
 	Token     string
 	ExpiresIn time.Duration
@@ -450,26 +457,26 @@ func (s *Service) Exchange(ctx context.Context, sceneID, secret, code string) (*
 	now := s.now().UTC()
 	var user *User
 	var changed *Scene
-	err = s.store.Update(ctx, Keys{SceneID: sc.ID, OpenID: sc.OpenID}, func(snap Snapshot) (Write, error) {
-		changed, user = nil, snap.User
-		cur := snap.Scene
+	err = s.store.Update(ctx, UpdateKeys{SceneID: sc.ID, OpenID: sc.OpenID}, func(rs ReadSet) (WriteSet, error) {
+		changed, user = nil, rs.User
+		cur := rs.Scene
 		if cur == nil {
-			return Write{}, Errorf(ENOTFOUND, "unknown scene")
+			return WriteSet{}, Errorf(ENOTFOUND, "unknown scene")
 		}
 		switch cur.StatusAt(now) {
 		case StatusConfirmed:
 		case StatusConsumed:
-			return Write{}, Errorf(ECONFLICT, "this code was already used")
+			return WriteSet{}, Errorf(ECONFLICT, "this code was already used")
 		case StatusExpired:
-			return Write{}, Errorf(ECONFLICT, "this code has expired")
+			return WriteSet{}, Errorf(ECONFLICT, "this code has expired")
 		default:
-			return Write{}, Errorf(ECONFLICT, "the scene is %s, not confirmed", cur.StatusAt(now))
+			return WriteSet{}, Errorf(ECONFLICT, "the scene is %s, not confirmed", cur.StatusAt(now))
 		}
 		next := *cur
 		next.Version++
 		next.Status, next.FinishedAt = StatusConsumed, now
 		changed = &next
-		return Write{Scene: &next}, nil
+		return WriteSet{Scene: &next}, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("exchange code: %w", err)
@@ -527,11 +534,11 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 	}
 	for _, id := range ids {
 		var changed *Scene
-		err := s.store.Update(ctx, Keys{SceneID: id}, func(snap Snapshot) (Write, error) {
+		err := s.store.Update(ctx, UpdateKeys{SceneID: id}, func(rs ReadSet) (WriteSet, error) {
 			changed = nil
-			sc := snap.Scene
+			sc := rs.Scene
 			if sc == nil || now.Before(sc.NextCheck()) {
-				return Write{}, nil
+				return WriteSet{}, nil
 			}
 			if sc.StatusAt(now) == StatusExpired && sc.Status != StatusExpired {
 				next := *sc
@@ -542,9 +549,9 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 					next.FinishedAt = sc.ExpiresAt
 				}
 				changed = &next
-				return Write{Scene: &next}, nil
+				return WriteSet{Scene: &next}, nil
 			}
-			return Write{Scene: sc, DeleteScene: true}, nil
+			return WriteSet{Scene: sc, DeleteScene: true}, nil
 		})
 		if err != nil {
 			return 0, fmt.Errorf("sweep scene: %w", err)

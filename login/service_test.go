@@ -73,9 +73,9 @@ func newService(t *testing.T, opts ...login.Option) (*login.Service, *clock, *no
 	return login.NewService(store, n, qrIssuer{}, opts...), clk, n
 }
 
-func scan(t *testing.T, svc *login.Service, id, openID, key string) login.CallbackRecord {
+func scan(t *testing.T, svc *login.Service, id, openID, key string) login.Result {
 	t.Helper()
-	rec, err := svc.Scan(context.Background(), login.ScanEvent{SceneID: id, OpenID: openID, DedupeKey: key})
+	rec, err := svc.Confirm(context.Background(), login.Identification{SceneID: id, OpenID: openID, Method: login.MethodScan, DedupeKey: key})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,12 +105,12 @@ func TestFirstScanWinsAndCountsOnce(t *testing.T) {
 	if rec.Outcome != login.OutcomeConfirmed || rec.LoginCount != 1 {
 		t.Fatalf("first scan: %+v", rec)
 	}
-	if got := svc.Reply(rec); got != "微信用户, 登录成功! 这是你第 1 次登录, 玩得开心!" {
-		t.Fatalf("reply %q", got)
+	if rec.Name != login.DefaultUserName {
+		t.Fatalf("first scan's name %q", rec.Name)
 	}
-	// The same message again: same record, no change.
+	// The same message again: same result, no change.
 	again := scan(t, svc, ns.Scene.ID, "oA", "k1")
-	if !again.Duplicate || again.LoginCount != 1 || svc.Reply(again) != svc.Reply(rec) {
+	if !again.Duplicate || again.LoginCount != 1 || again.Outcome != rec.Outcome || again.Name != rec.Name {
 		t.Fatalf("retry: %+v", again)
 	}
 	// Someone else scans the used code.
@@ -138,7 +138,7 @@ func TestConcurrentScansCountOnce(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			rec, err := svc.Scan(ctx, login.ScanEvent{SceneID: ns.Scene.ID, OpenID: "oC", DedupeKey: "same"})
+			rec, err := svc.Confirm(ctx, login.Identification{SceneID: ns.Scene.ID, OpenID: "oC", Method: login.MethodScan, DedupeKey: "same"})
 			if err != nil {
 				t.Error(err)
 				return
@@ -264,19 +264,19 @@ func TestConfirmModeStateMachine(t *testing.T) {
 	if rec := scan(t, svc, ns.Scene.ID, "oIntruder", "k2"); rec.Outcome != login.OutcomeAlreadyUsed {
 		t.Fatalf("another person's scan: %+v", rec)
 	}
-	if rec, _ := svc.Decide(ctx, ns.Scene.ID, "oIntruder", true); rec.Outcome != login.OutcomeDecided {
+	if rec, _ := svc.Confirm(ctx, login.Identification{SceneID: ns.Scene.ID, OpenID: "oIntruder", Method: login.MethodConfirmLink}); rec.Outcome != login.OutcomeDecided {
 		t.Fatalf("another person's decision: %+v", rec)
 	}
-	rec, err := svc.Decide(ctx, ns.Scene.ID, "oG", true)
+	rec, err := svc.Confirm(ctx, login.Identification{SceneID: ns.Scene.ID, OpenID: "oG", Method: login.MethodConfirmLink})
 	if err != nil || rec.Outcome != login.OutcomeConfirmed || rec.LoginCount != 1 {
 		t.Fatalf("confirm: %+v %v", rec, err)
 	}
-	if rec, _ := svc.Decide(ctx, ns.Scene.ID, "oG", false); rec.Outcome != login.OutcomeDecided {
+	if rec, _ := svc.Deny(ctx, ns.Scene.ID, "oG"); rec.Outcome != login.OutcomeDecided {
 		t.Fatalf("second decision: %+v", rec)
 	}
 	ns2, _ := svc.CreateScene(ctx, login.ClientMeta{})
 	scan(t, svc, ns2.Scene.ID, "oG", "k3")
-	if rec, _ := svc.Decide(ctx, ns2.Scene.ID, "oG", false); rec.Outcome != login.OutcomeDenied {
+	if rec, _ := svc.Deny(ctx, ns2.Scene.ID, "oG"); rec.Outcome != login.OutcomeDenied {
 		t.Fatalf("deny: %+v", rec)
 	}
 	if v, _ := statusOf(t, svc, ns2); v.Status != login.StatusDenied {
@@ -308,14 +308,6 @@ func TestUnsubscribeIsRecorded(t *testing.T) {
 	v, _ := statusOf(t, svc, ns)
 	if v.User == nil || v.User.LoginCount != 1 {
 		t.Fatalf("unsubscribe changed the count: %+v", v)
-	}
-}
-
-func TestReplyTemplate(t *testing.T) {
-	svc, _, _ := newService(t, login.WithReplyTemplate("Hi {name}, visit #{count}"))
-	got := svc.Reply(login.CallbackRecord{Outcome: login.OutcomeConfirmed, Name: "微信用户", LoginCount: 7})
-	if got != "Hi 微信用户, visit #7" {
-		t.Fatalf("reply %q", got)
 	}
 }
 
@@ -361,5 +353,126 @@ func TestCreateSceneSpendsNoQuotaWhenStorageIsDown(t *testing.T) {
 	}
 	if qr.calls != 0 {
 		t.Fatalf("%d qrcode/create calls while storage was down", qr.calls)
+	}
+}
+
+// Without the QR method a scene costs no qrcode/create call: login by
+// message code works on accounts that WeChat refuses QR codes to.
+func TestCreateSceneAsksForQROnlyWhenOffered(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		methods   login.Methods
+		wantCalls int
+	}{
+		{login.Methods{QR: true}, 1},
+		{login.Methods{QR: true, Code: true}, 1},
+		{login.Methods{Code: true}, 0},
+	} {
+		store, err := storage.OpenBolt(filepath.Join(t.TempDir(), "m.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		qr := &countingIssuer{}
+		svc := login.NewService(store, &notifications{}, qr, login.WithMethods(tc.methods))
+		ns, err := svc.CreateScene(ctx, login.ClientMeta{})
+		store.Close()
+		if err != nil {
+			t.Fatalf("%+v: %v", tc.methods, err)
+		}
+		if qr.calls != tc.wantCalls || (ns.Scene.QRURL != "") != (tc.wantCalls > 0) {
+			t.Errorf("%+v: %d qrcode/create calls, QR URL %q", tc.methods, qr.calls, ns.Scene.QRURL)
+		}
+		if svc.Methods() != tc.methods {
+			t.Errorf("Methods() = %+v, want %+v", svc.Methods(), tc.methods)
+		}
+	}
+}
+
+// Every way of identifying a person confirms through the same call: the
+// first identification confirms and counts once; in confirm mode it only
+// marks the scene scanned until the confirm link approves.
+func TestEveryMethodConfirmsThroughOnePath(t *testing.T) {
+	ctx := context.Background()
+	for _, m := range []login.Method{login.MethodScan, login.MethodMessageCode, login.MethodWebAuth} {
+		t.Run(string(m), func(t *testing.T) {
+			svc, _, n := newService(t)
+			ns, _ := svc.CreateScene(ctx, login.ClientMeta{})
+			id := login.Identification{SceneID: ns.Scene.ID, OpenID: "oM", Method: m, DedupeKey: "k-" + string(m)}
+			res, err := svc.Confirm(ctx, id)
+			if err != nil || res.Outcome != login.OutcomeConfirmed || res.LoginCount != 1 || res.Duplicate {
+				t.Fatalf("first: %+v %v", res, err)
+			}
+			if again, err := svc.Confirm(ctx, id); err != nil || !again.Duplicate || again.LoginCount != 1 {
+				t.Fatalf("retry: %+v %v", again, err)
+			}
+			id.DedupeKey = "" // a request that cannot repeat itself keeps no record
+			if other, err := svc.Confirm(ctx, id); err != nil || other.Outcome != login.OutcomeAlreadyUsed || other.Duplicate {
+				t.Fatalf("again without a key: %+v %v", other, err)
+			}
+			if got := n.statuses(); len(got) != 1 || got[0] != login.StatusConfirmed {
+				t.Fatalf("notifications %v", got)
+			}
+		})
+		t.Run(string(m)+"/confirm-mode", func(t *testing.T) {
+			svc, _, _ := newService(t, login.WithConfirmLinks(true))
+			ns, _ := svc.CreateScene(ctx, login.ClientMeta{})
+			res, err := svc.Confirm(ctx, login.Identification{SceneID: ns.Scene.ID, OpenID: "oM", Method: m})
+			if err != nil || res.Outcome != login.OutcomeScanned {
+				t.Fatalf("identify: %+v %v", res, err)
+			}
+			res, err = svc.Confirm(ctx, login.Identification{SceneID: ns.Scene.ID, OpenID: "oM", Method: login.MethodConfirmLink})
+			if err != nil || res.Outcome != login.OutcomeConfirmed || res.LoginCount != 1 {
+				t.Fatalf("approve: %+v %v", res, err)
+			}
+		})
+	}
+}
+
+func TestConfirmLinkWithoutAScanDecidesNothing(t *testing.T) {
+	ctx := context.Background()
+	svc, _, n := newService(t)
+	ns, _ := svc.CreateScene(ctx, login.ClientMeta{})
+	res, err := svc.Confirm(ctx, login.Identification{SceneID: ns.Scene.ID, OpenID: "oL", Method: login.MethodConfirmLink})
+	if err != nil || res.Outcome != login.OutcomeDecided {
+		t.Fatalf("link on a pending scene: %+v %v", res, err)
+	}
+	if v, _ := statusOf(t, svc, ns); v.Status != login.StatusPending || len(n.statuses()) != 0 {
+		t.Fatalf("changed: %+v %v", v, n.statuses())
+	}
+}
+
+func TestConfirmRefusesIncompleteIdentification(t *testing.T) {
+	ctx := context.Background()
+	svc, _, n := newService(t)
+	ns, _ := svc.CreateScene(ctx, login.ClientMeta{})
+	for name, id := range map[string]login.Identification{
+		"no openid":      {SceneID: ns.Scene.ID, Method: login.MethodScan, DedupeKey: "k1"},
+		"no method":      {SceneID: ns.Scene.ID, OpenID: "oX", DedupeKey: "k2"},
+		"unknown method": {SceneID: ns.Scene.ID, OpenID: "oX", Method: "telepathy", DedupeKey: "k3"},
+	} {
+		if _, err := svc.Confirm(ctx, id); login.ErrorCode(err) != login.EINVALID {
+			t.Errorf("%s: %v, want EINVALID", name, err)
+		}
+	}
+	if v, _ := statusOf(t, svc, ns); v.Status != login.StatusPending || len(n.statuses()) != 0 {
+		t.Fatalf("changed: %+v %v", v, n.statuses())
+	}
+	// Nothing was recorded under the refused keys either.
+	if res, err := svc.MarkHandled(ctx, "k1", login.OutcomeIgnored); err != nil || res.Duplicate {
+		t.Fatalf("a refused identification left a record: %+v %v", res, err)
+	}
+}
+
+func TestMarkHandledOnce(t *testing.T) {
+	ctx := context.Background()
+	svc, clk, _ := newService(t)
+	first, err := svc.MarkHandled(ctx, "k-text", login.OutcomeIgnored)
+	if err != nil || first.Outcome != login.OutcomeIgnored || first.Duplicate {
+		t.Fatalf("first: %+v %v", first, err)
+	}
+	clk.Add(time.Minute)
+	again, err := svc.MarkHandled(ctx, "k-text", login.OutcomeExpired)
+	if err != nil || !again.Duplicate || again.Outcome != login.OutcomeIgnored || !again.HandledAt.Equal(first.HandledAt) {
+		t.Fatalf("again: %+v %v", again, err)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"wxlogin/events"
+	"wxlogin/handlers"
 	"wxlogin/login"
 )
 
@@ -162,19 +163,14 @@ func (n *countingNotifier) Notify(ctx context.Context, v login.View) {
 	n.next.Notify(ctx, v)
 }
 
-// Streams is what the handlers need from the event hub (handlers.Streams).
-type Streams interface {
-	Acquire(ip string) (release func(), err error)
-	Changed(sceneID string) (<-chan struct{}, func())
-	Serve(w http.ResponseWriter, r *http.Request, req events.StreamRequest)
-}
-
 // Streams counts open SSE streams (Serve) and waiting long-polls (Changed,
 // which only the long-poll uses) on the way to the hub.
-func (m *Metrics) Streams(next Streams) Streams { return &countingStreams{next: next, m: m} }
+func (m *Metrics) Streams(next handlers.Streams) handlers.Streams {
+	return &countingStreams{next: next, m: m}
+}
 
 type countingStreams struct {
-	next Streams
+	next handlers.Streams
 	m    *Metrics
 }
 

@@ -249,9 +249,9 @@ func (b *Bolt) User(ctx context.Context, openID string) (*login.User, error) {
 
 // Update runs fn on the named records and commits its Write atomically:
 // one journal record.
-func (b *Bolt) Update(ctx context.Context, k login.Keys, fn login.UpdateFunc) error {
+func (b *Bolt) Update(ctx context.Context, k login.UpdateKeys, fn login.UpdateFunc) error {
 	err := b.write(ctx, func(w *wtx) error {
-		var snap login.Snapshot
+		var snap login.ReadSet
 		var err error
 		if k.SceneID != "" {
 			if snap.Scene, err = decode[login.Scene](w.get(bScenes, k.SceneID), k.SceneID); err != nil {
@@ -264,7 +264,7 @@ func (b *Bolt) Update(ctx context.Context, k login.Keys, fn login.UpdateFunc) er
 			}
 		}
 		if k.DedupeKey != "" {
-			if snap.Record, err = decode[login.CallbackRecord](w.get(bCallbacks, k.DedupeKey), k.DedupeKey); err != nil {
+			if snap.Record, err = decode[login.Result](w.get(bCallbacks, k.DedupeKey), k.DedupeKey); err != nil {
 				return err
 			}
 		}
@@ -284,7 +284,7 @@ func (b *Bolt) Update(ctx context.Context, k login.Keys, fn login.UpdateFunc) er
 	return wrap("update", err)
 }
 
-func applyWrite(w *wtx, k login.Keys, old *login.Scene, wr login.Write) error {
+func applyWrite(w *wtx, k login.UpdateKeys, old *login.Scene, wr login.WriteSet) error {
 	switch {
 	case wr.DeleteScene && wr.Scene != nil:
 		deleteScene(w, old)

@@ -27,15 +27,15 @@ func openBenchBolt(b *testing.B, opts ...storage.BoltOption) *storage.Bolt {
 // and the dedupe record, in one durable transaction.
 func scanUpdate(db *storage.Bolt, sceneID, openID, key string) error {
 	now := time.Now().UTC()
-	return db.Update(context.Background(), login.Keys{SceneID: sceneID, OpenID: openID, DedupeKey: key},
-		func(s login.Snapshot) (login.Write, error) {
+	return db.Update(context.Background(), login.UpdateKeys{SceneID: sceneID, OpenID: openID, DedupeKey: key},
+		func(s login.ReadSet) (login.WriteSet, error) {
 			u := login.User{ID: "u_" + openID, OpenID: openID, Name: login.DefaultUserName, FirstLoginAt: now}
 			if s.User != nil {
 				u = *s.User
 			}
 			u.LoginCount++
 			u.LastLoginAt = now
-			w := login.Write{User: &u, Record: &login.CallbackRecord{Outcome: login.OutcomeConfirmed, HandledAt: now}}
+			w := login.WriteSet{User: &u, Record: &login.Result{Outcome: login.OutcomeConfirmed, HandledAt: now}}
 			if s.Scene != nil {
 				next := *s.Scene
 				next.Version++

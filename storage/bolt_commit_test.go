@@ -29,11 +29,11 @@ func TestBoltSharedCommitsIsolateFailures(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			openID := fmt.Sprintf("o%d", i)
-			errs[i] = db.Update(ctx, login.Keys{OpenID: openID}, func(login.Snapshot) (login.Write, error) {
+			errs[i] = db.Update(ctx, login.UpdateKeys{OpenID: openID}, func(login.ReadSet) (login.WriteSet, error) {
 				if i%5 == 0 {
-					return login.Write{User: &login.User{OpenID: openID, LoginCount: 99}}, login.Errorf(login.ECONFLICT, "no %d", i)
+					return login.WriteSet{User: &login.User{OpenID: openID, LoginCount: 99}}, login.Errorf(login.ECONFLICT, "no %d", i)
 				}
-				return login.Write{User: &login.User{OpenID: openID, LoginCount: int64(i)}}, nil
+				return login.WriteSet{User: &login.User{OpenID: openID, LoginCount: int64(i)}}, nil
 			})
 		}()
 	}

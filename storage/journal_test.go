@@ -45,13 +45,13 @@ func crash(t *testing.T, b *Bolt) {
 
 // count adds one login to openID, as a scan does: read, decide, write.
 func count(ctx context.Context, b *Bolt, openID string) error {
-	return b.Update(ctx, login.Keys{OpenID: openID}, func(s login.Snapshot) (login.Write, error) {
+	return b.Update(ctx, login.UpdateKeys{OpenID: openID}, func(s login.ReadSet) (login.WriteSet, error) {
 		u := login.User{OpenID: openID}
 		if s.User != nil {
 			u = *s.User
 		}
 		u.LoginCount++
-		return login.Write{User: &u}, nil
+		return login.WriteSet{User: &u}, nil
 	})
 }
 
@@ -310,8 +310,10 @@ func TestJournalReadersWaitForSync(t *testing.T) {
 	// So does an update that reads it and refuses (a second use of a code).
 	short, cancel = context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
-	refuse := func(login.Snapshot) (login.Write, error) { return login.Write{}, login.Errorf(login.ECONFLICT, "used") }
-	if err := b.Update(short, login.Keys{OpenID: "alice"}, refuse); !errors.Is(err, context.DeadlineExceeded) {
+	refuse := func(login.ReadSet) (login.WriteSet, error) {
+		return login.WriteSet{}, login.Errorf(login.ECONFLICT, "used")
+	}
+	if err := b.Update(short, login.UpdateKeys{OpenID: "alice"}, refuse); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("refusal during the stalled sync: %v, want it to wait", err)
 	}
 	stalled.Store(false)
@@ -417,18 +419,18 @@ func TestJournalDueKeysMergeOverlayAndBolt(t *testing.T) {
 	}
 	// In the overlay only: b moves to 10 s, c is deleted, e is new at 1.5 s.
 	// (b is changed in place: the store must still find its old entry.)
-	move := func(id string, fn func(*login.Scene) login.Write) {
+	move := func(id string, fn func(*login.Scene) login.WriteSet) {
 		t.Helper()
-		err := b.Update(ctx, login.Keys{SceneID: id}, func(s login.Snapshot) (login.Write, error) { return fn(s.Scene), nil })
+		err := b.Update(ctx, login.UpdateKeys{SceneID: id}, func(s login.ReadSet) (login.WriteSet, error) { return fn(s.Scene), nil })
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	move("b", func(s *login.Scene) login.Write {
+	move("b", func(s *login.Scene) login.WriteSet {
 		s.ExpiresAt = base.Add(10 * time.Second)
-		return login.Write{Scene: s}
+		return login.WriteSet{Scene: s}
 	})
-	move("c", func(s *login.Scene) login.Write { return login.Write{Scene: s, DeleteScene: true} })
+	move("c", func(s *login.Scene) login.WriteSet { return login.WriteSet{Scene: s, DeleteScene: true} })
 	if err := b.CreateScene(ctx, scene("e", 1500*time.Millisecond)); err != nil {
 		t.Fatal(err)
 	}
@@ -466,8 +468,8 @@ func TestJournalPurgeAcrossOverlayAndBolt(t *testing.T) {
 	now := time.Now().Truncate(time.Second)
 	record := func(key string, handled time.Time) {
 		t.Helper()
-		err := b.Update(ctx, login.Keys{DedupeKey: key}, func(login.Snapshot) (login.Write, error) {
-			return login.Write{Record: &login.CallbackRecord{Outcome: login.OutcomeConfirmed, HandledAt: handled}}, nil
+		err := b.Update(ctx, login.UpdateKeys{DedupeKey: key}, func(login.ReadSet) (login.WriteSet, error) {
+			return login.WriteSet{Record: &login.Result{Outcome: login.OutcomeConfirmed, HandledAt: handled}}, nil
 		})
 		if err != nil {
 			t.Fatal(err)

@@ -158,7 +158,7 @@ func (r *Redis) Session(ctx context.Context, tokenHash string) (*login.Session, 
 // Update runs fn on the named records and commits its Write atomically:
 // WATCH the keys, read them, decide, MULTI/EXEC. If another writer touched a
 // watched key, EXEC fails and the whole round runs again.
-func (r *Redis) Update(ctx context.Context, k login.Keys, fn login.UpdateFunc) error {
+func (r *Redis) Update(ctx context.Context, k login.UpdateKeys, fn login.UpdateFunc) error {
 	var watched []string
 	if k.SceneID != "" {
 		watched = append(watched, r.sceneKey(k.SceneID))
@@ -188,8 +188,8 @@ func (r *Redis) Update(ctx context.Context, k login.Keys, fn login.UpdateFunc) e
 
 // updateRound is one optimistic attempt of Update on a connection that
 // watches the keys.
-func (r *Redis) updateRound(ctx context.Context, tx *redis.Tx, k login.Keys, fn login.UpdateFunc) error {
-	var snap login.Snapshot
+func (r *Redis) updateRound(ctx context.Context, tx *redis.Tx, k login.UpdateKeys, fn login.UpdateFunc) error {
+	var snap login.ReadSet
 	var err error
 	if k.SceneID != "" {
 		if snap.Scene, err = readRecord[login.Scene](ctx, tx, r.sceneKey(k.SceneID)); err != nil {
@@ -202,7 +202,7 @@ func (r *Redis) updateRound(ctx context.Context, tx *redis.Tx, k login.Keys, fn 
 		}
 	}
 	if k.DedupeKey != "" {
-		if snap.Record, err = readRecord[login.CallbackRecord](ctx, tx, r.recordKey(k.DedupeKey)); err != nil {
+		if snap.Record, err = readRecord[login.Result](ctx, tx, r.recordKey(k.DedupeKey)); err != nil {
 			return err
 		}
 	}
@@ -228,7 +228,7 @@ func (r *Redis) updateRound(ctx context.Context, tx *redis.Tx, k login.Keys, fn 
 // encodeWrite turns a Write into commands, mirroring Bolt.applyWrite:
 // DeleteScene removes the scene that was read (and its index entry), a Scene
 // is stored and re-indexed at its NextCheck, a Record only with a DedupeKey.
-func (r *Redis) encodeWrite(ctx context.Context, k login.Keys, old *login.Scene, w login.Write) (func(redis.Pipeliner), error) {
+func (r *Redis) encodeWrite(ctx context.Context, k login.UpdateKeys, old *login.Scene, w login.WriteSet) (func(redis.Pipeliner), error) {
 	var ops []func(redis.Pipeliner)
 	switch {
 	case w.DeleteScene && w.Scene != nil:

@@ -28,14 +28,14 @@ func TestRedisUpdateAcrossInstances(t *testing.T) {
 	for _, st := range []*storage.Redis{a, b} {
 		for range perInstance {
 			wg.Go(func() {
-				err := st.Update(context.Background(), login.Keys{OpenID: "o-shared"},
-					func(snap login.Snapshot) (login.Write, error) {
+				err := st.Update(context.Background(), login.UpdateKeys{OpenID: "o-shared"},
+					func(snap login.ReadSet) (login.WriteSet, error) {
 						u := login.User{ID: "u_shared", OpenID: "o-shared", FirstLoginAt: now}
 						if snap.User != nil {
 							u = *snap.User
 						}
 						u.LoginCount++
-						return login.Write{User: &u}, nil
+						return login.WriteSet{User: &u}, nil
 					})
 				if err != nil {
 					t.Errorf("update: %v", err)
@@ -61,9 +61,9 @@ func TestRedisKeyLifetimes(t *testing.T) {
 	now := time.Now().UTC()
 	s := newScene(now.Add(2 * time.Minute))
 	mustCreate(t, st, s)
-	rec := &login.CallbackRecord{Outcome: login.OutcomeConfirmed, HandledAt: now}
-	mustUpdate(t, st, login.Keys{OpenID: "o-ttl", DedupeKey: "k-ttl"}, func(login.Snapshot) (login.Write, error) {
-		return login.Write{User: &login.User{ID: "u_ttl", OpenID: "o-ttl", LoginCount: 1}, Record: rec}, nil
+	rec := &login.Result{Outcome: login.OutcomeConfirmed, HandledAt: now}
+	mustUpdate(t, st, login.UpdateKeys{OpenID: "o-ttl", DedupeKey: "k-ttl"}, func(login.ReadSet) (login.WriteSet, error) {
+		return login.WriteSet{User: &login.User{ID: "u_ttl", OpenID: "o-ttl", LoginCount: 1}, Record: rec}, nil
 	})
 	sess := &login.Session{TokenHash: "h-ttl", OpenID: "o-ttl", CreatedAt: now, ExpiresAt: now.Add(login.SessionTTL)}
 	if err := st.CreateSession(ctx, sess); err != nil {
@@ -98,8 +98,8 @@ func TestRedisKeyLifetimes(t *testing.T) {
 	// Confirming moves the scene's lifetime to its code's life plus the readable window.
 	confirmed := *s
 	confirmed.Version, confirmed.Status, confirmed.ConfirmedAt = 2, login.StatusConfirmed, now
-	mustUpdate(t, st, login.Keys{SceneID: s.ID}, func(login.Snapshot) (login.Write, error) {
-		return login.Write{Scene: &confirmed}, nil
+	mustUpdate(t, st, login.UpdateKeys{SceneID: s.ID}, func(login.ReadSet) (login.WriteSet, error) {
+		return login.WriteSet{Scene: &confirmed}, nil
 	})
 	ttl, err := rdb.PTTL(ctx, prefix+"scene:"+s.ID).Result()
 	if err != nil {
@@ -157,10 +157,10 @@ func TestRedisUnavailable(t *testing.T) {
 		"Scene":       func() error { _, err := st.Scene(ctx, "scene-0000000000000000"); return err },
 		"User":        func() error { _, err := st.User(ctx, "o"); return err },
 		"Update": func() error {
-			return st.Update(ctx, login.Keys{SceneID: "scene-0000000000000000", OpenID: "o"},
-				func(login.Snapshot) (login.Write, error) {
+			return st.Update(ctx, login.UpdateKeys{SceneID: "scene-0000000000000000", OpenID: "o"},
+				func(login.ReadSet) (login.WriteSet, error) {
 					t.Error("update function ran without a snapshot")
-					return login.Write{}, nil
+					return login.WriteSet{}, nil
 				})
 		},
 		"DueScenes":     func() error { _, err := st.DueScenes(ctx, now, 10); return err },

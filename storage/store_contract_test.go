@@ -115,7 +115,7 @@ func mustScene(t *testing.T, st login.Store, id string) *login.Scene {
 	return s
 }
 
-func mustUpdate(t *testing.T, st login.Store, k login.Keys, fn login.UpdateFunc) {
+func mustUpdate(t *testing.T, st login.Store, k login.UpdateKeys, fn login.UpdateFunc) {
 	t.Helper()
 	if err := st.Update(context.Background(), k, fn); err != nil {
 		t.Fatalf("update %+v: %v", k, err)
@@ -153,12 +153,12 @@ func testNotFound(t *testing.T, st login.Store) {
 		t.Fatalf("delete a missing session: %v", err)
 	}
 	// An Update on missing records sees nils.
-	mustUpdate(t, st, login.Keys{SceneID: "no-such-scene-00000000", OpenID: "nobody", DedupeKey: "nothing"},
-		func(snap login.Snapshot) (login.Write, error) {
+	mustUpdate(t, st, login.UpdateKeys{SceneID: "no-such-scene-00000000", OpenID: "nobody", DedupeKey: "nothing"},
+		func(snap login.ReadSet) (login.WriteSet, error) {
 			if snap.Scene != nil || snap.User != nil || snap.Record != nil {
 				t.Errorf("snapshot of missing records = %+v, want all nil", snap)
 			}
-			return login.Write{}, nil
+			return login.WriteSet{}, nil
 		})
 }
 
@@ -168,19 +168,19 @@ func testUpdateSnapshotAndWrite(t *testing.T, st login.Store) {
 	mustCreate(t, st, s)
 	u := &login.User{ID: "u_1", OpenID: "o-alice", Name: login.DefaultUserName, LoginCount: 1,
 		FirstLoginAt: now, LastLoginAt: now}
-	rec := &login.CallbackRecord{Outcome: login.OutcomeConfirmed, Name: u.Name, LoginCount: 1, HandledAt: now}
+	rec := &login.Result{Outcome: login.OutcomeConfirmed, Name: u.Name, LoginCount: 1, HandledAt: now}
 	confirmed := *s
 	confirmed.Version, confirmed.Status, confirmed.OpenID = 2, login.StatusConfirmed, u.OpenID
 	confirmed.ScannedAt, confirmed.ConfirmedAt = now, now
 
-	keys := login.Keys{SceneID: s.ID, OpenID: u.OpenID, DedupeKey: "k1"}
-	mustUpdate(t, st, keys, func(snap login.Snapshot) (login.Write, error) {
+	keys := login.UpdateKeys{SceneID: s.ID, OpenID: u.OpenID, DedupeKey: "k1"}
+	mustUpdate(t, st, keys, func(snap login.ReadSet) (login.WriteSet, error) {
 		if !reflect.DeepEqual(snap.Scene, s) || snap.User != nil || snap.Record != nil {
 			t.Errorf("snapshot = %+v, want the scene only", snap)
 		}
-		return login.Write{Scene: &confirmed, User: u, Record: rec}, nil
+		return login.WriteSet{Scene: &confirmed, User: u, Record: rec}, nil
 	})
-	mustUpdate(t, st, keys, func(snap login.Snapshot) (login.Write, error) {
+	mustUpdate(t, st, keys, func(snap login.ReadSet) (login.WriteSet, error) {
 		if !reflect.DeepEqual(snap.Scene, &confirmed) {
 			t.Errorf("scene after update\n got %+v\nwant %+v", snap.Scene, &confirmed)
 		}
@@ -190,18 +190,18 @@ func testUpdateSnapshotAndWrite(t *testing.T, st login.Store) {
 		if !reflect.DeepEqual(snap.Record, rec) {
 			t.Errorf("record after update\n got %+v\nwant %+v", snap.Record, rec)
 		}
-		return login.Write{}, nil
+		return login.WriteSet{}, nil
 	})
 	got, err := st.User(context.Background(), u.OpenID)
 	if err != nil || !reflect.DeepEqual(got, u) {
 		t.Fatalf("User() = %+v, %v; want %+v", got, err, u)
 	}
 	// Keys left empty are not read, even when the records exist.
-	mustUpdate(t, st, login.Keys{SceneID: s.ID}, func(snap login.Snapshot) (login.Write, error) {
+	mustUpdate(t, st, login.UpdateKeys{SceneID: s.ID}, func(snap login.ReadSet) (login.WriteSet, error) {
 		if snap.Scene == nil || snap.User != nil || snap.Record != nil {
 			t.Errorf("snapshot with only SceneID = %+v, want the scene only", snap)
 		}
-		return login.Write{}, nil
+		return login.WriteSet{}, nil
 	})
 }
 
@@ -212,12 +212,12 @@ func testUpdateErrorWritesNothing(t *testing.T, st login.Store) {
 	changed := *s
 	changed.Version, changed.Status = 2, login.StatusDenied
 	domainErr := login.Errorf(login.ECONFLICT, "the scene is pending, not confirmed")
-	err := st.Update(context.Background(), login.Keys{SceneID: s.ID, OpenID: "o-bob", DedupeKey: "k-err"},
-		func(login.Snapshot) (login.Write, error) {
-			return login.Write{
+	err := st.Update(context.Background(), login.UpdateKeys{SceneID: s.ID, OpenID: "o-bob", DedupeKey: "k-err"},
+		func(login.ReadSet) (login.WriteSet, error) {
+			return login.WriteSet{
 				Scene:  &changed,
 				User:   &login.User{ID: "u_b", OpenID: "o-bob", LoginCount: 1},
-				Record: &login.CallbackRecord{Outcome: login.OutcomeDenied, HandledAt: now},
+				Record: &login.Result{Outcome: login.OutcomeDenied, HandledAt: now},
 			}, domainErr
 		})
 	if !errors.Is(err, domainErr) {
@@ -228,11 +228,11 @@ func testUpdateErrorWritesNothing(t *testing.T, st login.Store) {
 	}
 	_, err = st.User(context.Background(), "o-bob")
 	wantNotFound(t, "user of a failed update", err)
-	mustUpdate(t, st, login.Keys{DedupeKey: "k-err"}, func(snap login.Snapshot) (login.Write, error) {
+	mustUpdate(t, st, login.UpdateKeys{DedupeKey: "k-err"}, func(snap login.ReadSet) (login.WriteSet, error) {
 		if snap.Record != nil {
 			t.Errorf("record written by a failed update: %+v", snap.Record)
 		}
-		return login.Write{}, nil
+		return login.WriteSet{}, nil
 	})
 }
 
@@ -245,15 +245,15 @@ func testUpdateConcurrentCount(t *testing.T, st login.Store) {
 	errs := make(chan error, workers)
 	for range workers {
 		wg.Go(func() {
-			errs <- st.Update(context.Background(), login.Keys{OpenID: "o-counted"},
-				func(snap login.Snapshot) (login.Write, error) {
+			errs <- st.Update(context.Background(), login.UpdateKeys{OpenID: "o-counted"},
+				func(snap login.ReadSet) (login.WriteSet, error) {
 					u := login.User{ID: "u_c", OpenID: "o-counted", FirstLoginAt: now}
 					if snap.User != nil {
 						u = *snap.User
 					}
 					u.LoginCount++
 					u.LastLoginAt = now
-					return login.Write{User: &u}, nil
+					return login.WriteSet{User: &u}, nil
 				})
 		})
 	}
@@ -287,17 +287,17 @@ func testFirstScanWins(t *testing.T, st login.Store) {
 		openID := fmt.Sprintf("o-scanner-%02d", i)
 		wg.Go(func() {
 			var won bool
-			err := st.Update(context.Background(), login.Keys{SceneID: s.ID, OpenID: openID},
-				func(snap login.Snapshot) (login.Write, error) {
+			err := st.Update(context.Background(), login.UpdateKeys{SceneID: s.ID, OpenID: openID},
+				func(snap login.ReadSet) (login.WriteSet, error) {
 					won = false
 					if snap.Scene == nil || snap.Scene.Status != login.StatusPending {
-						return login.Write{}, nil
+						return login.WriteSet{}, nil
 					}
 					next := *snap.Scene
 					next.Version++
 					next.Status, next.OpenID, next.ConfirmedAt = login.StatusConfirmed, openID, now
 					won = true
-					return login.Write{Scene: &next, User: &login.User{ID: "u_" + openID, OpenID: openID, LoginCount: 1}}, nil
+					return login.WriteSet{Scene: &next, User: &login.User{ID: "u_" + openID, OpenID: openID, LoginCount: 1}}, nil
 				})
 			if err != nil {
 				t.Errorf("scan by %s: %v", openID, err)
@@ -333,23 +333,23 @@ func testFirstScanWins(t *testing.T, st login.Store) {
 
 func testDedupeRecord(t *testing.T, st login.Store) {
 	now := base()
-	rec := &login.CallbackRecord{Outcome: login.OutcomeAlreadyUsed, HandledAt: now}
+	rec := &login.Result{Outcome: login.OutcomeAlreadyUsed, HandledAt: now}
 	// A record without a dedupe key is not stored.
-	mustUpdate(t, st, login.Keys{OpenID: "o-x"}, func(login.Snapshot) (login.Write, error) {
-		return login.Write{Record: rec}, nil
+	mustUpdate(t, st, login.UpdateKeys{OpenID: "o-x"}, func(login.ReadSet) (login.WriteSet, error) {
+		return login.WriteSet{Record: rec}, nil
 	})
-	mustUpdate(t, st, login.Keys{DedupeKey: "o-x|1|SCAN|s"}, func(snap login.Snapshot) (login.Write, error) {
+	mustUpdate(t, st, login.UpdateKeys{DedupeKey: "o-x|1|SCAN|s"}, func(snap login.ReadSet) (login.WriteSet, error) {
 		if snap.Record != nil {
 			t.Errorf("record visible before it was written: %+v", snap.Record)
 		}
-		return login.Write{Record: rec}, nil
+		return login.WriteSet{Record: rec}, nil
 	})
 	// Another handle's view: the record is visible to the next Update at once.
-	mustUpdate(t, st, login.Keys{DedupeKey: "o-x|1|SCAN|s"}, func(snap login.Snapshot) (login.Write, error) {
+	mustUpdate(t, st, login.UpdateKeys{DedupeKey: "o-x|1|SCAN|s"}, func(snap login.ReadSet) (login.WriteSet, error) {
 		if !reflect.DeepEqual(snap.Record, rec) {
 			t.Errorf("dedupe record = %+v, want %+v", snap.Record, rec)
 		}
-		return login.Write{}, nil
+		return login.WriteSet{}, nil
 	})
 }
 
@@ -359,8 +359,8 @@ func testDeleteScene(t *testing.T, st login.Store) {
 	keep := newScene(now.Add(-2 * time.Second))
 	mustCreate(t, st, s)
 	mustCreate(t, st, keep)
-	mustUpdate(t, st, login.Keys{SceneID: s.ID}, func(snap login.Snapshot) (login.Write, error) {
-		return login.Write{Scene: snap.Scene, DeleteScene: true}, nil
+	mustUpdate(t, st, login.UpdateKeys{SceneID: s.ID}, func(snap login.ReadSet) (login.WriteSet, error) {
+		return login.WriteSet{Scene: snap.Scene, DeleteScene: true}, nil
 	})
 	_, err := st.Scene(context.Background(), s.ID)
 	wantNotFound(t, "deleted scene", err)
@@ -372,8 +372,8 @@ func testDeleteScene(t *testing.T, st login.Store) {
 		t.Fatalf("due scenes after delete = %v, want only %s", ids, keep.ID)
 	}
 	// Deleting a scene that is already gone changes nothing.
-	mustUpdate(t, st, login.Keys{SceneID: s.ID}, func(snap login.Snapshot) (login.Write, error) {
-		return login.Write{Scene: snap.Scene, DeleteScene: true}, nil
+	mustUpdate(t, st, login.UpdateKeys{SceneID: s.ID}, func(snap login.ReadSet) (login.WriteSet, error) {
+		return login.WriteSet{Scene: snap.Scene, DeleteScene: true}, nil
 	})
 }
 
@@ -416,8 +416,8 @@ func testDueScenesFollowsUpdates(t *testing.T, st login.Store) {
 	mustCreate(t, st, s)
 	confirmed := *s
 	confirmed.Version, confirmed.Status, confirmed.ConfirmedAt = 2, login.StatusConfirmed, now
-	mustUpdate(t, st, login.Keys{SceneID: s.ID}, func(login.Snapshot) (login.Write, error) {
-		return login.Write{Scene: &confirmed}, nil
+	mustUpdate(t, st, login.UpdateKeys{SceneID: s.ID}, func(login.ReadSet) (login.WriteSet, error) {
+		return login.WriteSet{Scene: &confirmed}, nil
 	})
 	for _, c := range []struct {
 		at   time.Time
@@ -461,18 +461,18 @@ func testPurge(t *testing.T, st login.Store) {
 	if err := st.CreateSession(ctx, sess); err != nil {
 		t.Fatal(err)
 	}
-	rec := &login.CallbackRecord{Outcome: login.OutcomeExpired, HandledAt: now}
+	rec := &login.Result{Outcome: login.OutcomeExpired, HandledAt: now}
 	u := &login.User{ID: "u_p", OpenID: "o-p", LoginCount: 3}
 	s := newScene(now.Add(-time.Hour))
 	mustCreate(t, st, s)
-	mustUpdate(t, st, login.Keys{OpenID: "o-p", DedupeKey: "k-purge"}, func(login.Snapshot) (login.Write, error) {
-		return login.Write{User: u, Record: rec}, nil
+	mustUpdate(t, st, login.UpdateKeys{OpenID: "o-p", DedupeKey: "k-purge"}, func(login.ReadSet) (login.WriteSet, error) {
+		return login.WriteSet{User: u, Record: rec}, nil
 	})
 	recordPresent := func() bool {
 		var present bool
-		mustUpdate(t, st, login.Keys{DedupeKey: "k-purge"}, func(snap login.Snapshot) (login.Write, error) {
+		mustUpdate(t, st, login.UpdateKeys{DedupeKey: "k-purge"}, func(snap login.ReadSet) (login.WriteSet, error) {
 			present = snap.Record != nil
-			return login.Write{}, nil
+			return login.WriteSet{}, nil
 		})
 		return present
 	}

@@ -37,12 +37,16 @@ const (
 // silenceper parses, decrypts and builds replies; we add what it leaves out:
 // a constant-time signature check that answers 403, a timestamp window, a
 // body limit, dedupe (through login.Service) and "success" in safe mode.
+// A scan becomes a login in handle, through login.Service.Confirm; the reply
+// is worded from the Result it returns (Replies).
 type Callback struct {
 	client *Client
 	svc    *login.Service
 	token  string
 	log    *slog.Logger
 	now    func() time.Time
+	// Replies words the answer to a message (the reply template).
+	Replies Replies
 	// ConfirmLink, when set (confirm mode), returns the link sent to the
 	// person who scanned; the reply then carries it.
 	ConfirmLink func(sceneID, openID string) string
@@ -186,19 +190,20 @@ func (cb *Callback) handle(ctx context.Context, deadline time.Time, m *message.M
 	default:
 		return nil, string(login.OutcomeIgnored), nil
 	}
-	rec, err := commit(ctx, deadline, func(ctx context.Context) (login.CallbackRecord, error) {
-		return cb.svc.Scan(ctx, login.ScanEvent{SceneID: sceneID, OpenID: openID, DedupeKey: key})
+	// Where a scan becomes a login.
+	res, err := commit(ctx, deadline, func(ctx context.Context) (login.Result, error) {
+		return cb.svc.Confirm(ctx, login.Identification{SceneID: sceneID, OpenID: openID, Method: login.MethodScan, DedupeKey: key})
 	})
 	if err != nil {
 		return nil, "", err
 	}
-	text := cb.svc.Reply(rec)
-	if rec.Outcome == login.OutcomeScanned && cb.ConfirmLink != nil {
+	text := cb.Replies.Text(res)
+	if res.Outcome == login.OutcomeScanned && cb.ConfirmLink != nil {
 		text = "请在网页登录前确认: " + cb.ConfirmLink(sceneID, openID) +
 			"\nConfirm the login here."
 	}
-	result := string(rec.Outcome)
-	if rec.Duplicate {
+	result := string(res.Outcome)
+	if res.Duplicate {
 		result = ResultDuplicate
 	}
 	if text == "" {
