@@ -1,6 +1,7 @@
-// Package events pushes scene changes to waiting clients: per-scene SSE
-// streams on r3labs/sse, wake-ups for long-polls, and a Transport that carries
-// changes between instances (in-process by default, Redis pub/sub in a cluster).
+// Package events pushes scene changes to waiting clients: SSE streams on
+// r3labs/sse (one library stream per client connection, fed by the Hub),
+// wake-ups for long-polls, and a Transport that carries changes between
+// instances (in-process by default, Redis pub/sub in a cluster).
 package events
 
 import (
@@ -168,23 +169,32 @@ func (h *Hub) Notify(ctx context.Context, v login.View) {
 	}
 }
 
-// deliver hands an update to this instance's streams and long-polls.
+// deliver hands an update to this instance's streams and long-polls. Most
+// updates in a cluster are for scenes nobody waits on here: those cost one
+// map lookup.
 func (h *Hub) deliver(u Update) {
-	confirmed, err := confirmedView(u)
-	if err != nil {
-		h.log.Error("decode scene update", "scene_id", u.SceneID, "err", err)
-		return
-	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	e := h.scenes[u.SceneID]
 	if e == nil {
 		return
 	}
+	if len(e.streams) > 0 {
+		h.offerEachLocked(e, u)
+	}
+	h.wakeLocked(u.SceneID, e)
+}
+
+// offerEachLocked offers an update to every stream of its scene.
+func (h *Hub) offerEachLocked(e *sceneEntry, u Update) {
+	confirmed, err := confirmedView(u)
+	if err != nil {
+		h.log.Error("decode scene update", "scene_id", u.SceneID, "err", err)
+		return
+	}
 	for s := range e.streams {
 		h.offerLocked(s, changeFor(s, u, confirmed))
 	}
-	h.wakeLocked(u.SceneID, e)
 }
 
 // confirmedView decodes a confirmed update, which each client is sent with
