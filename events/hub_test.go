@@ -333,6 +333,57 @@ func TestConfirmedEventCarriesEachClientsCode(t *testing.T) {
 	}
 }
 
+// A change published while a new stream is reading its first state is kept
+// and sent after it, once and in order, whichever of the two is newer.
+func TestChangeDuringFirstReadIsKept(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		read, sent uint64 // version the first read returns, version published during it
+		want       []string
+	}{
+		{"published change is newer", 1, 2, []string{"1 pending", "2 scanned"}},
+		{"first read saw it already", 2, 2, []string{"2 scanned"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := NewHub()
+			reading, release := make(chan struct{}), make(chan struct{})
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				h.Serve(w, r, StreamRequest{
+					SceneID: "h",
+					Current: func(context.Context) (login.View, error) {
+						close(reading)
+						<-release
+						st := login.StatusPending
+						if tc.read == 2 {
+							st = login.StatusScanned
+						}
+						return view("h", tc.read, st), nil
+					},
+				})
+			}))
+			t.Cleanup(func() { srv.Close(); h.Close() })
+			// The response's headers go out with the first event: publish
+			// while the request waits for them.
+			go func() {
+				<-reading
+				h.Notify(context.Background(), view("h", tc.sent, login.StatusScanned))
+				close(release)
+			}()
+			events, stop := readEvents(t, srv.URL+"/s/h")
+			defer stop()
+			for _, want := range tc.want {
+				if ev := next(t, events); ev.ID+" "+ev.Event != want {
+					t.Fatalf("got %s %s, want %s", ev.ID, ev.Event, want)
+				}
+			}
+			h.Notify(context.Background(), view("h", 3, login.StatusDenied))
+			if ev := next(t, events); ev.ID+" "+ev.Event != "3 denied" {
+				t.Fatalf("got %s %s, want 3 denied", ev.ID, ev.Event)
+			}
+		})
+	}
+}
+
 // After the transport reconnects, each stream is sent its scene's current
 // state if it changed meanwhile, and nothing if it did not.
 func TestResyncSendsMissedChanges(t *testing.T) {
