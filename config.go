@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"wxlogin/handlers"
 	"wxlogin/login"
 	"wxlogin/wechat"
 )
@@ -41,6 +42,8 @@ type config struct {
 	ShutdownGrace  time.Duration
 	Heartbeat      time.Duration
 	SweepInterval  time.Duration
+	AdminToken     string        // WXLOGIN_ADMIN_TOKEN: turns on /api/v1/admin/; "" = off
+	OnUnsubscribe  string        // WXLOGIN_ON_UNSUBSCRIBE: keep | logout
 	Methods        login.Methods // WXLOGIN_METHODS
 }
 
@@ -136,6 +139,8 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*c
 	c.ShutdownGrace = dur("WXLOGIN_SHUTDOWN_GRACE", 10*time.Second)
 	c.Heartbeat = dur("WXLOGIN_HEARTBEAT", 15*time.Second)
 	c.SweepInterval = dur("WXLOGIN_SWEEP_INTERVAL", time.Second)
+	c.AdminToken = str("WXLOGIN_ADMIN_TOKEN", "")
+	c.OnUnsubscribe = str("WXLOGIN_ON_UNSUBSCRIBE", "keep")
 	defMethods := "qr"
 	if c.Demo() { // the demo shows every way to log in
 		defMethods = "qr,code,oauth"
@@ -165,6 +170,12 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*c
 	}
 	if c.LinkKey != "" && len(c.LinkKey) < login.MinLinkKeyLen {
 		errs = append(errs, fmt.Errorf("WXLOGIN_LINK_KEY: want at least %d characters of random secret", login.MinLinkKeyLen))
+	}
+	if c.AdminToken != "" && len(c.AdminToken) < handlers.MinAdminTokenLen {
+		errs = append(errs, fmt.Errorf("WXLOGIN_ADMIN_TOKEN: want at least %d characters of random secret (it guards every user's data)", handlers.MinAdminTokenLen))
+	}
+	if c.OnUnsubscribe != "keep" && c.OnUnsubscribe != "logout" {
+		errs = append(errs, fmt.Errorf("WXLOGIN_ON_UNSUBSCRIBE=%q: want keep or logout", c.OnUnsubscribe))
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("WXLOGIN_LOG_FORMAT=%q: want text or json", c.LogFormat))

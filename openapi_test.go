@@ -40,11 +40,12 @@ func loadOpenAPI(t *testing.T) *openapi3.T {
 func TestOpenAPIMatchesRoutes(t *testing.T) {
 	doc := loadOpenAPI(t)
 	env := map[string]string{
-		"WXLOGIN_ADDR":       "127.0.0.1:0",
-		"WXLOGIN_DB":         filepath.Join(t.TempDir(), "wxlogin.db"),
-		"WECHAT_TOKEN":       "test-callback-token",
-		"WXLOGIN_CONFIRM":    "link",
-		"WXLOGIN_PUBLIC_URL": "https://login.example.com",
+		"WXLOGIN_ADDR":        "127.0.0.1:0",
+		"WXLOGIN_DB":          filepath.Join(t.TempDir(), "wxlogin.db"),
+		"WECHAT_TOKEN":        "test-callback-token",
+		"WXLOGIN_CONFIRM":     "link",
+		"WXLOGIN_PUBLIC_URL":  "https://login.example.com",
+		"WXLOGIN_ADMIN_TOKEN": testAdminToken,
 	}
 	cfg, err := loadConfig(nil, func(k string) string { return env[k] }, io.Discard)
 	if err != nil {
@@ -120,7 +121,7 @@ func TestOpenAPIDescribesAnswers(t *testing.T) {
 	}
 	// Pages are strings to the schema (kin-openapi has no HTML decoder).
 	openapi3filter.RegisterBodyDecoder("text/html", openapi3filter.FileBodyDecoder)
-	srv := startTestServer(t, nil)
+	srv := startTestServer(t, map[string]string{"WXLOGIN_ADMIN_TOKEN": testAdminToken})
 	hc := &http.Client{Transport: &validatingTransport{t: t, router: router}}
 
 	do := func(method, path, bearer, body string) *http.Response {
@@ -169,6 +170,14 @@ func TestOpenAPIDescribesAnswers(t *testing.T) {
 	do(http.MethodPost, "/api/v1/logout", tok.AccessToken, "")
 	do(http.MethodGet, "/api/v1/me", tok.AccessToken, "") // 401
 	do(http.MethodPost, "/api/v1/login/token", sc.Secret, `{"scene_id":"`+strings.Repeat("x", 5000)+`"}`)
+	admin := "/api/v1/admin/users/" + tok.User.ID
+	do(http.MethodGet, admin, "wrong-admin-token", "") // 401
+	do(http.MethodGet, admin, testAdminToken, "")
+	do(http.MethodPost, admin+"/logout", testAdminToken, "")
+	do(http.MethodGet, "/api/v1/admin/backup", testAdminToken, "")
+	do(http.MethodDelete, admin, testAdminToken, "")
+	do(http.MethodGet, admin, testAdminToken, "")            // 404
+	do(http.MethodPost, admin+"/logout", testAdminToken, "") // 404
 	do(http.MethodGet, "/healthz", "", "")
 	do(http.MethodGet, "/readyz", "", "")
 	do(http.MethodGet, "/metrics", "", "")

@@ -89,12 +89,12 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, self string) (*ap
 	client := wechat.NewClient(wcfg, log)
 	client.Observe = m.ObserveWeChat
 
-	a.svc = login.NewService(m.Store(store), m.Notifier(a.hub), client,
+	a.svc = login.NewService(m.Store(store), m.Notifier(a.hub), client, append([]login.Option{
 		login.WithQRTTL(cfg.QRTTL),
 		login.WithConfirmLinks(cfg.ConfirmMode == "link"),
 		login.WithMethods(cfg.Methods),
 		login.WithLogger(log),
-	)
+	}, unsubscribeOptions(cfg, store)...)...)
 	callback := wechat.NewCallback(client, a.svc, wcfg.Token, log)
 	callback.Observe = m.ObserveCallback
 	replies := wechat.Replies{Template: cfg.ReplyTemplate}
@@ -122,6 +122,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, self string) (*ap
 		Middleware:     []echo.MiddlewareFunc{metrics.AccessLog(log), m.Middleware()},
 		OpenAPI:        openAPIDocument,
 		Links:          links,
+		Admin:          adminAPI(cfg, store, log),
 		LoginText:      replies.Text,
 		Ready: func(ctx context.Context) error {
 			ctx, cancel := context.WithTimeout(ctx, 2*time.Second)

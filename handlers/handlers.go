@@ -53,6 +53,8 @@ type Config struct {
 	Middleware []echo.MiddlewareFunc
 	// Links signs confirm links; set only in confirm mode (serves /confirm/).
 	Links *login.LinkSigner
+	// Admin turns on the operators' API (admin.go); nil = off.
+	Admin *Admin
 	// LoginText words a confirmed login on the confirm page, as the WeChat
 	// reply would (the reply template); nil shows a plain message.
 	LoginText func(login.Result) string
@@ -120,6 +122,9 @@ func New(svc *login.Service, streams Streams, cfg Config) *echo.Echo {
 		api.GET("/openapi.yaml", func(c echo.Context) error {
 			return c.Blob(http.StatusOK, "application/yaml", cfg.OpenAPI)
 		})
+	}
+	if cfg.Admin != nil {
+		registerAdmin(api, cfg.Admin, cfg.Log)
 	}
 	if cfg.Demo && cfg.DevScan != nil {
 		api.POST("/dev/scan", a.devScan)

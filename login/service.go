@@ -35,6 +35,9 @@ type Service struct {
 	interval     time.Duration
 	confirmLinks bool
 	methods      Methods
+	// endSessions, when set, ends a user's sessions when they unfollow the
+	// account (WXLOGIN_ON_UNSUBSCRIBE=logout).
+	endSessions func(ctx context.Context, userID string) (int, error)
 }
 
 // Methods are the ways to log in a deployment offers. Every way ends in the
@@ -365,7 +368,9 @@ func (s *Service) Deny(ctx context.Context, sceneID, openID string) (Result, err
 	return res, nil
 }
 
-// Unsubscribe records that a user stopped following the account.
+// Unsubscribe records that a user stopped following the account and, with
+// WithUnsubscribeLogout, ends their sessions. A retried message ends them
+// again (no-op if done): the first attempt may have failed after the record.
 func (s *Service) Unsubscribe(ctx context.Context, openID, dedupeKey string) error {
 	_, err := s.handleOnce(ctx, UpdateKeys{OpenID: openID, DedupeKey: dedupeKey}, func(rs ReadSet, now time.Time) (WriteSet, Result) {
 		res := Result{Outcome: OutcomeUnsubscribed, HandledAt: now}
@@ -379,6 +384,21 @@ func (s *Service) Unsubscribe(ctx context.Context, openID, dedupeKey string) err
 	if err != nil {
 		return fmt.Errorf("unsubscribe: %w", err)
 	}
+	if s.endSessions == nil {
+		return nil
+	}
+	u, err := s.store.User(ctx, openID)
+	if errors.Is(err, ErrNotFound) {
+		return nil // never logged in: no sessions
+	}
+	if err != nil {
+		return fmt.Errorf("unsubscribe: %w", err)
+	}
+	n, err := s.endSessions(ctx, u.ID)
+	if err != nil {
+		return fmt.Errorf("unsubscribe: end sessions: %w", err)
+	}
+	s.log.InfoContext(ctx, "sessions ended on unsubscribe", "user_id", u.ID, "sessions", n)
 	return nil
 }
 
@@ -507,7 +527,9 @@ func (s *Service) Me(ctx context.Context, token string) (*UserView, error) {
 		return nil, err
 	}
 	u, err := s.store.User(ctx, sess.OpenID)
-	if errors.Is(err, ErrNotFound) {
+	// A session made for a user since deleted must not resolve to the new
+	// user of the same person.
+	if errors.Is(err, ErrNotFound) || (err == nil && u.ID != sess.UserID) {
 		return nil, Errorf(EUNAUTHORIZED, "unknown or expired session")
 	}
 	if err != nil {

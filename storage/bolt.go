@@ -30,6 +30,8 @@ const (
 	bCallbacksDue
 	bSessions
 	bSessionsDue
+	bUserIDs      // user id → openid (admin_bolt.go)
+	bUserSessions // user id, 0, token hash → nothing (admin_bolt.go)
 )
 
 var allBuckets = [][]byte{
@@ -40,6 +42,8 @@ var allBuckets = [][]byte{
 	bCallbacksDue: []byte("callbacks_due"),
 	bSessions:     []byte("sessions"),
 	bSessionsDue:  []byte("sessions_due"),
+	bUserIDs:      []byte("user_ids"),
+	bUserSessions: []byte("user_sessions"),
 }
 
 // bucketMeta holds the last journal generation written into bbolt.
@@ -143,6 +147,10 @@ func OpenBolt(path string, opts ...BoltOption) (*Bolt, error) {
 		db.Close()
 		return nil, fmt.Errorf("open database %s: create buckets: %w", path, err)
 	}
+	if err := checkFormat(db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
 	// The journal's files are opened only now, under bbolt's file lock.
 	files, segs, err := openSegments(path)
 	if err != nil {
@@ -154,6 +162,11 @@ func OpenBolt(path string, opts ...BoltOption) (*Bolt, error) {
 		closeFiles(files)
 		db.Close()
 		return nil, fmt.Errorf("open database %s: replay journal: %w", path, err)
+	}
+	if err := upgradeFormat(db); err != nil {
+		closeFiles(files)
+		db.Close()
+		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
 	b := &Bolt{
 		db:      db,
@@ -297,6 +310,7 @@ func applyWrite(w *wtx, k login.UpdateKeys, old *login.Scene, wr login.WriteSet)
 		if err := w.putJSON(bUsers, wr.User.OpenID, wr.User); err != nil {
 			return err
 		}
+		indexUser(w, wr.User)
 	}
 	if wr.Record != nil && k.DedupeKey != "" {
 		if err := w.putJSON(bCallbacks, k.DedupeKey, wr.Record); err != nil {
@@ -327,6 +341,7 @@ func (b *Bolt) CreateSession(ctx context.Context, s *login.Session) error {
 			return err
 		}
 		w.put(bSessionsDue, string(dueKey(s.ExpiresAt, s.TokenHash)), nil)
+		w.put(bUserSessions, userSessionKey(s.UserID, s.TokenHash), nil)
 		return nil
 	})
 	return wrap("create session", err)
@@ -351,8 +366,7 @@ func (b *Bolt) DeleteSession(ctx context.Context, tokenHash string) error {
 		if err != nil || s == nil {
 			return err
 		}
-		w.del(bSessionsDue, string(dueKey(s.ExpiresAt, tokenHash)))
-		w.del(bSessions, tokenHash)
+		deleteSession(w, s)
 		return nil
 	})
 	return wrap("delete session", err)
@@ -367,7 +381,7 @@ const purgeBatch = 10000
 func (b *Bolt) Purge(ctx context.Context, now time.Time) error {
 	err := b.write(ctx, func(w *wtx) error {
 		purgeIndex(w, bCallbacksDue, bCallbacks, now)
-		purgeIndex(w, bSessionsDue, bSessions, now)
+		purgeSessions(w, now)
 		return nil
 	})
 	return wrap("purge", err)

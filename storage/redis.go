@@ -258,7 +258,13 @@ func (r *Redis) encodeWrite(ctx context.Context, k login.UpdateKeys, old *login.
 			return nil, fmt.Errorf("encode user: %w", err)
 		}
 		key := r.userKey(w.User.OpenID)
-		ops = append(ops, func(p redis.Pipeliner) { p.Set(ctx, key, raw, 0) })
+		u := w.User
+		ops = append(ops, func(p redis.Pipeliner) {
+			p.Set(ctx, key, raw, 0)
+			if u.ID != "" {
+				p.Set(ctx, r.userIDKey(u.ID), u.OpenID, 0) // admin_redis.go
+			}
+		})
 	}
 	if w.Record != nil && k.DedupeKey != "" {
 		raw, err := json.Marshal(w.Record)
@@ -315,6 +321,7 @@ func (r *Redis) CreateSession(ctx context.Context, s *login.Session) error {
 	_, err = r.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Set(ctx, r.sessionKey(s.TokenHash), raw, keepFor(s.ExpiresAt))
 		p.ZAdd(ctx, r.dueSessions(), redis.Z{Score: score(s.ExpiresAt), Member: s.TokenHash})
+		r.indexSession(ctx, p, s)
 		return nil
 	})
 	if err != nil {
