@@ -47,6 +47,7 @@ type Reader struct {
 	started     bool // the first line was read (a leading BOM is dropped)
 	afterCR     bool // the last line ended with CR: a following LF belongs to it
 	lastEventID string
+	line        []byte // reused for each line
 }
 
 // Option configures a Reader.
@@ -125,7 +126,7 @@ func (r *Reader) Next() (Event, error) {
 // invalid UTF-8 replaced by U+FFFD. A line the stream ends in the middle of
 // is dropped with the read error.
 func (r *Reader) readLine() (string, error) {
-	var line []byte
+	r.line = r.line[:0]
 	for {
 		b, err := r.br.ReadByte()
 		if err != nil {
@@ -140,14 +141,14 @@ func (r *Reader) readLine() (string, error) {
 		switch b {
 		case '\r':
 			r.afterCR = true
-			return r.finishLine(line), nil
+			return r.finishLine(r.line), nil
 		case '\n':
-			return r.finishLine(line), nil
+			return r.finishLine(r.line), nil
 		}
-		if len(line) >= MaxLine {
+		if len(r.line) >= MaxLine {
 			return "", fmt.Errorf("%w (over %d bytes)", ErrLineTooLong, MaxLine)
 		}
-		line = append(line, b)
+		r.line = append(r.line, b)
 	}
 }
 
