@@ -96,14 +96,14 @@ func userSessionKey(userID, tokenHash string) string { return userID + "\x00" + 
 // indexUser keeps the id → openid index with the user it points at (a
 // user's id never changes, so this rewrites the same value). A user without
 // an id (only ever made by hand) cannot be found by one.
-func indexUser(w *wtx, u *login.User) {
+func indexUser(w *writeTx, u *login.User) {
 	if u.ID != "" {
 		w.put(bUserIDs, u.ID, openIDValue(u.OpenID))
 	}
 }
 
 // deleteSession removes a session with its index entries.
-func deleteSession(w *wtx, s *login.Session) {
+func deleteSession(w *writeTx, s *login.Session) {
 	w.del(bSessionsDue, string(dueKey(s.ExpiresAt, s.TokenHash)))
 	w.del(bUserSessions, userSessionKey(s.UserID, s.TokenHash))
 	w.del(bSessions, s.TokenHash)
@@ -111,7 +111,7 @@ func deleteSession(w *wtx, s *login.Session) {
 
 // purgeSessions deletes expired sessions (a bounded amount per call) with
 // their index entries.
-func purgeSessions(w *wtx, now time.Time) {
+func purgeSessions(w *writeTx, now time.Time) {
 	for _, k := range w.dueKeys(bSessionsDue, now, purgeBatch) {
 		hash := k[8:]
 		if s, err := decode[login.Session](w.get(bSessions, hash), hash); err == nil && s != nil {
@@ -124,24 +124,13 @@ func purgeSessions(w *wtx, now time.Time) {
 
 // keysWithPrefix lists the current keys of a bucket that start with prefix,
 // merging the overlay (writes not yet in bbolt) with bbolt, in key order.
-// Writers hold writeMu, as does everything that changes the overlay.
-func (w *wtx) keysWithPrefix(bucket uint8, prefix string) []string {
-	var keys []string
-	shadow := map[string]bool{}
-	for k, e := range w.b.overlay {
-		if k[0] != bucket || !strings.HasPrefix(k[1:], prefix) {
-			continue
-		}
-		w.seen = max(w.seen, e.seq)
-		shadow[k[1:]] = true
-		if !e.del {
-			keys = append(keys, k[1:])
-		}
-	}
+func (w *writeTx) keysWithPrefix(bucket uint8, prefix string) []string {
+	keys, decided, newest := w.b.overlay.scan(bucket, func(k string) bool { return strings.HasPrefix(k, prefix) })
+	w.dependsOn = max(w.dependsOn, newest)
 	c := w.tx.Bucket(allBuckets[bucket]).Cursor()
 	p := []byte(prefix)
 	for k, _ := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, _ = c.Next() {
-		if !shadow[string(k)] {
+		if !decided[string(k)] {
 			keys = append(keys, string(k))
 		}
 	}
@@ -150,7 +139,7 @@ func (w *wtx) keysWithPrefix(bucket uint8, prefix string) []string {
 }
 
 // sessionsOf reads the sessions of a user through the per-user index.
-func (w *wtx) sessionsOf(userID string) ([]*login.Session, error) {
+func (w *writeTx) sessionsOf(userID string) ([]*login.Session, error) {
 	var out []*login.Session
 	for _, k := range w.keysWithPrefix(bUserSessions, userID+"\x00") {
 		hash := k[len(userID)+1:]
@@ -188,7 +177,7 @@ func (b *Bolt) UserSessions(ctx context.Context, userID string) ([]login.Session
 	var out []login.Session
 	// A write that writes nothing: it reads the overlay and bbolt together
 	// under writeMu and waits for what it read to be durable.
-	err := b.write(ctx, func(w *wtx) error {
+	err := b.write(ctx, func(w *writeTx) error {
 		ss, err := w.sessionsOf(userID)
 		for _, s := range ss {
 			out = append(out, *s)
@@ -201,7 +190,7 @@ func (b *Bolt) UserSessions(ctx context.Context, userID string) ([]login.Session
 // EndSessions deletes every session of the user, in one journal record.
 func (b *Bolt) EndSessions(ctx context.Context, userID string) (int, error) {
 	var n int
-	err := b.write(ctx, func(w *wtx) error {
+	err := b.write(ctx, func(w *writeTx) error {
 		ss, err := w.sessionsOf(userID)
 		if err != nil {
 			return err
@@ -222,7 +211,7 @@ func (b *Bolt) EndSessions(ctx context.Context, userID string) (int, error) {
 // its openid scanned, in one journal record.
 func (b *Bolt) DeleteUser(ctx context.Context, userID string) (login.Erased, error) {
 	var erased login.Erased
-	err := b.write(ctx, func(w *wtx) error {
+	err := b.write(ctx, func(w *writeTx) error {
 		erased = login.Erased{}
 		openID, err := decode[string](w.get(bUserIDs, userID), userID)
 		if err != nil {

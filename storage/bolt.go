@@ -1,5 +1,15 @@
 // Package storage implements login.Store on bbolt (the default, one file) and
 // on Redis (several instances).
+//
+// With bbolt, a write becomes durable in Bolt.write (write.go): under
+// writeMu it reads, decides and appends one journal record
+// (journal.Journal.Append), then waits until that record is written and
+// fdatasync'ed (journal.Journal.Wait), sharing the sync with the writes
+// waiting at the same moment. Reads see the write at once through the
+// overlay (overlay.go), waiting for the same sync; twice a second a
+// checkpoint (checkpoint.go) commits the overlay into bbolt. After a crash,
+// OpenBolt replays into bbolt what the journal holds beyond bbolt's last
+// checkpoint.
 package storage
 
 import (
@@ -11,12 +21,14 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 
 	"wxlogin/login"
+	"wxlogin/storage/journal"
 )
 
 // Buckets, by the index the journal records them with (never renumber).
@@ -53,46 +65,68 @@ var (
 )
 
 // checkpointEvery is how often bbolt is brought up to date with the journal
-// (sooner when a generation passes rotateBytes). Each checkpoint is one
-// bbolt commit for everything written since the previous one.
+// (sooner when a generation passes journal.RotateBytes). Each checkpoint is
+// one bbolt commit for everything written since the previous one.
 const checkpointEvery = 500 * time.Millisecond
 
+// DefaultOverlayLimit is how many bytes of writes may wait in memory for a
+// checkpoint into bbolt before writes are refused (WithOverlayLimit).
+// Normally a checkpoint every half second leaves well under a megabyte;
+// this is reached only when checkpoints keep failing.
+const DefaultOverlayLimit = 64 << 20
+
 // Bolt is a login.Store on one bbolt file and its write-ahead journal
-// (journal.go). A write returns once its journal record is synced; reads
-// see it at once through an in-memory overlay of the writes not yet in
-// bbolt; a background checkpoint moves them into bbolt in one commit.
+// (package journal). A write returns once its journal record is synced
+// (Bolt.write); reads see it at once through an in-memory overlay of the
+// writes not yet in bbolt; a background checkpoint moves them into bbolt in
+// one commit and empties the overlay.
 type Bolt struct {
 	db      *bolt.DB
-	j       *journal
+	journal *journal.Journal
 	log     *slog.Logger
 	timings func(phase string, d time.Duration)
 
+	// Lock order: checkpointMu, then writeMu, then (leaves, each taken
+	// only inside its own type's methods and never with the other) the
+	// overlay's and the journal's locks. Nobody holds writeMu while waiting
+	// for a journal sync: writers queue behind the decision, not the disk.
+	//
+	// checkpointMu serialises checkpoints; it guards uncommitted.
+	checkpointMu sync.Mutex
+	uncommitted  *closedGeneration // switched out of the journal, not yet committed to bbolt: retried as it is
 	// writeMu orders writes: each reads, decides and appends its journal
 	// record under it, so the journal's order is the order of the changes.
-	writeMu  sync.Mutex
-	switched uint64 // last record of the previous generation (under writeMu)
+	// A generation switch and the removal of checkpointed overlay entries
+	// happen under it too, so a write sees one consistent state.
+	writeMu sync.Mutex
 
-	ovMu    sync.RWMutex
-	overlay map[string]*entry // bucket index + key → latest write not yet in bbolt
+	overlay      *overlay
+	overlayLimit int64
 
-	ckMu   sync.Mutex
-	todo   *checkpoint // a closed generation not yet in bbolt (under ckMu)
-	ckErr  error       // the last checkpoint's failure, for Ping (under ckMu)
-	full   chan struct{}
-	stop   chan struct{}
-	looped chan struct{}
-	closed sync.Once
+	checkpointFault func() error // see boltConfig
+
+	lastCheckpointErr atomic.Pointer[error] // nil after a checkpoint that worked (for Ping)
+	generationFull    chan struct{}         // a journal generation passed RotateBytes: checkpoint now
+	stop              chan struct{}
+	loopDone          chan struct{}
+	closeOnce         sync.Once
 }
 
 // BoltOption configures OpenBolt.
 type BoltOption func(*boltConfig)
 
 type boltConfig struct {
-	lockTimeout time.Duration
-	log         *slog.Logger
-	sync        func(*os.File) error
-	every       time.Duration // checkpoint interval
-	timings     func(phase string, d time.Duration)
+	lockTimeout  time.Duration
+	log          *slog.Logger
+	sync         journal.SyncFunc
+	every        time.Duration // checkpoint interval
+	timings      func(phase string, d time.Duration)
+	overlayLimit int64
+	// checkpointFault, when set (tests only), runs before each
+	// checkpoint's bbolt commit and fails it with its error: a full or
+	// failing disk under bbolt, which cannot be had for real without
+	// privileges.
+	checkpointFault func() error
 }
 
 // WithLockTimeout bounds the wait for the file lock (default 1 s), so a second
@@ -105,7 +139,7 @@ func WithLogger(l *slog.Logger) BoltOption { return func(c *boltConfig) { c.log 
 // WithJournalSync replaces the journal's fdatasync, so a test can make the
 // disk stall or fail under a real store.
 func WithJournalSync(sync func(*os.File) error) BoltOption {
-	return func(c *boltConfig) { c.sync = sync }
+	return func(c *boltConfig) { c.sync = func(f *os.File, _ int64) error { return sync(f) } }
 }
 
 // WithTimings reports how long each journal sync ("journal_sync": one write
@@ -115,14 +149,23 @@ func WithTimings(observe func(phase string, d time.Duration)) BoltOption {
 	return func(c *boltConfig) { c.timings = observe }
 }
 
+// WithOverlayLimit sets how many bytes of writes may wait in memory for a
+// checkpoint into bbolt (default DefaultOverlayLimit). Past it, writes fail
+// as unavailable (503) and Ping says why, until a checkpoint succeeds:
+// memory stays bounded while bbolt cannot be written.
+func WithOverlayLimit(bytes int64) BoltOption { return func(c *boltConfig) { c.overlayLimit = bytes } }
+
 // OpenBolt opens (or creates) the database file at path and its journal
 // (path-wal.0, path-wal.1), and replays into bbolt what the journal holds
 // beyond bbolt's last checkpoint (after a crash).
 func OpenBolt(path string, opts ...BoltOption) (*Bolt, error) {
-	cfg := boltConfig{lockTimeout: time.Second, log: slog.Default(), sync: fdatasync, every: checkpointEvery,
-		timings: func(string, time.Duration) {}}
+	cfg := boltConfig{lockTimeout: time.Second, log: slog.Default(), every: checkpointEvery,
+		timings: func(string, time.Duration) {}, overlayLimit: DefaultOverlayLimit}
 	for _, o := range opts {
 		o(&cfg)
+	}
+	if cfg.overlayLimit <= 0 {
+		return nil, fmt.Errorf("open database %s: overlay limit %d: want a positive number of bytes", path, cfg.overlayLimit)
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: cfg.lockTimeout})
 	if errors.Is(err, bolterrors.ErrTimeout) {
@@ -131,7 +174,7 @@ func OpenBolt(path string, opts ...BoltOption) (*Bolt, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
-	var ckGen uint64
+	var checkpointed uint64
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range append(allBuckets, bucketMeta) {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -139,7 +182,7 @@ func OpenBolt(path string, opts ...BoltOption) (*Bolt, error) {
 			}
 		}
 		if v := tx.Bucket(bucketMeta).Get(keyJournalGen); len(v) == 8 {
-			ckGen = binary.BigEndian.Uint64(v)
+			checkpointed = binary.BigEndian.Uint64(v)
 		}
 		return nil
 	})
@@ -151,35 +194,37 @@ func OpenBolt(path string, opts ...BoltOption) (*Bolt, error) {
 		db.Close()
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
+	b := &Bolt{
+		db:              db,
+		log:             cfg.log,
+		timings:         cfg.timings,
+		overlay:         newOverlay(),
+		overlayLimit:    cfg.overlayLimit,
+		checkpointFault: cfg.checkpointFault,
+		generationFull:  make(chan struct{}, 1),
+		stop:            make(chan struct{}),
+		loopDone:        make(chan struct{}),
+	}
 	// The journal's files are opened only now, under bbolt's file lock.
-	files, segs, err := openSegments(path)
+	b.journal, err = journal.Open(path, checkpointed, replayInto(db, cfg.log), journal.Config{
+		Sync:        cfg.sync,
+		ObserveSync: func(d time.Duration) { cfg.timings("journal_sync", d) },
+		OnFull: func() {
+			select {
+			case b.generationFull <- struct{}{}:
+			default:
+			}
+		},
+	})
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open database %s: %w", path, err)
-	}
-	gen, err := replay(db, segs, ckGen, cfg.log)
-	if err != nil {
-		closeFiles(files)
-		db.Close()
-		return nil, fmt.Errorf("open database %s: replay journal: %w", path, err)
 	}
 	if err := upgradeFormat(db); err != nil {
-		closeFiles(files)
+		b.journal.Close()
 		db.Close()
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
-	b := &Bolt{
-		db:      db,
-		log:     cfg.log,
-		timings: cfg.timings,
-		overlay: map[string]*entry{},
-		full:    make(chan struct{}, 1),
-		stop:    make(chan struct{}),
-		looped:  make(chan struct{}),
-	}
-	// Both segments now hold only checkpointed generations: start the next
-	// one in either.
-	b.j = newJournal(files, gen+1, b.full, cfg.sync, func(d time.Duration) { cfg.timings("journal_sync", d) })
 	go b.checkpointLoop(cfg.every)
 	return b, nil
 }
@@ -191,11 +236,11 @@ func (b *Bolt) DB() *bolt.DB { return b.db }
 // Close moves every write into bbolt and closes the journal and the file.
 func (b *Bolt) Close() error {
 	var err error
-	b.closed.Do(func() {
+	b.closeOnce.Do(func() {
 		close(b.stop)
-		<-b.looped
+		<-b.loopDone
 		err = b.checkpoint()
-		if jerr := b.j.close(); err == nil {
+		if jerr := b.journal.Close(); err == nil {
 			err = jerr
 		}
 		if derr := b.db.Close(); err == nil {
@@ -205,16 +250,16 @@ func (b *Bolt) Close() error {
 	return err
 }
 
-// Ping checks that the journal works, that checkpoints succeed and that
-// the database can be read.
+// Ping checks that the journal works, that writes are accepted, that
+// checkpoints succeed and that the database can be read.
 func (b *Bolt) Ping(ctx context.Context) error {
-	if err := b.j.err(); err != nil {
+	if err := b.journal.Err(); err != nil {
 		return err
 	}
-	b.ckMu.Lock()
-	err := b.ckErr
-	b.ckMu.Unlock()
-	if err != nil {
+	if err := b.overlayFull(); err != nil {
+		return err
+	}
+	if err := b.checkpointErr(); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
 	return b.db.View(func(tx *bolt.Tx) error {
@@ -225,9 +270,30 @@ func (b *Bolt) Ping(ctx context.Context) error {
 	})
 }
 
+func (b *Bolt) checkpointErr() error {
+	if p := b.lastCheckpointErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// overlayFull refuses writes while the overlay holds more than its limit.
+func (b *Bolt) overlayFull() error {
+	n := b.overlay.size()
+	if n <= b.overlayLimit {
+		return nil
+	}
+	cause := b.checkpointErr()
+	if cause == nil {
+		cause = errors.New("none failed yet")
+	}
+	return fmt.Errorf("writes refused: %d bytes of writes wait for a checkpoint into bbolt, past the limit of %d (last checkpoint: %w)",
+		n, b.overlayLimit, cause)
+}
+
 // CreateScene stores a new scene.
 func (b *Bolt) CreateScene(ctx context.Context, s *login.Scene) error {
-	err := b.write(ctx, func(w *wtx) error {
+	err := b.write(ctx, func(w *writeTx) error {
 		if w.get(bScenes, s.ID) != nil {
 			return login.Errorf(login.ECONFLICT, "scene exists")
 		}
@@ -263,7 +329,7 @@ func (b *Bolt) User(ctx context.Context, openID string) (*login.User, error) {
 // Update runs fn on the named records and commits its Write atomically:
 // one journal record.
 func (b *Bolt) Update(ctx context.Context, k login.UpdateKeys, fn login.UpdateFunc) error {
-	err := b.write(ctx, func(w *wtx) error {
+	err := b.write(ctx, func(w *writeTx) error {
 		var snap login.ReadSet
 		var err error
 		if k.SceneID != "" {
@@ -297,7 +363,7 @@ func (b *Bolt) Update(ctx context.Context, k login.UpdateKeys, fn login.UpdateFu
 	return wrap("update", err)
 }
 
-func applyWrite(w *wtx, k login.UpdateKeys, old *login.Scene, wr login.WriteSet) error {
+func applyWrite(w *writeTx, k login.UpdateKeys, old *login.Scene, wr login.WriteSet) error {
 	switch {
 	case wr.DeleteScene && wr.Scene != nil:
 		deleteScene(w, old)
@@ -336,7 +402,7 @@ func (b *Bolt) DueScenes(ctx context.Context, now time.Time, limit int) ([]strin
 
 // CreateSession stores a session by its token hash.
 func (b *Bolt) CreateSession(ctx context.Context, s *login.Session) error {
-	err := b.write(ctx, func(w *wtx) error {
+	err := b.write(ctx, func(w *writeTx) error {
 		if err := w.putJSON(bSessions, s.TokenHash, s); err != nil {
 			return err
 		}
@@ -361,7 +427,7 @@ func (b *Bolt) Session(ctx context.Context, tokenHash string) (*login.Session, e
 
 // DeleteSession removes a session; removing a missing one is not an error.
 func (b *Bolt) DeleteSession(ctx context.Context, tokenHash string) error {
-	err := b.write(ctx, func(w *wtx) error {
+	err := b.write(ctx, func(w *writeTx) error {
 		s, err := decode[login.Session](w.get(bSessions, tokenHash), tokenHash)
 		if err != nil || s == nil {
 			return err
@@ -379,7 +445,7 @@ const purgeBatch = 10000
 // Purge deletes callback records older than a day and expired sessions,
 // walking the expiry indexes (a bounded amount per call).
 func (b *Bolt) Purge(ctx context.Context, now time.Time) error {
-	err := b.write(ctx, func(w *wtx) error {
+	err := b.write(ctx, func(w *writeTx) error {
 		purgeIndex(w, bCallbacksDue, bCallbacks, now)
 		purgeSessions(w, now)
 		return nil
@@ -387,7 +453,7 @@ func (b *Bolt) Purge(ctx context.Context, now time.Time) error {
 	return wrap("purge", err)
 }
 
-func purgeIndex(w *wtx, index, records uint8, now time.Time) {
+func purgeIndex(w *writeTx, index, records uint8, now time.Time) {
 	for _, k := range w.dueKeys(index, now, purgeBatch) {
 		w.del(records, k[8:])
 		w.del(index, k)
@@ -395,7 +461,7 @@ func purgeIndex(w *wtx, index, records uint8, now time.Time) {
 }
 
 // putScene writes a scene and moves its expiry-index entry.
-func putScene(w *wtx, old, s *login.Scene) error {
+func putScene(w *writeTx, old, s *login.Scene) error {
 	if old != nil {
 		w.del(bScenesDue, string(dueKey(old.NextCheck(), old.ID)))
 	}
@@ -406,7 +472,7 @@ func putScene(w *wtx, old, s *login.Scene) error {
 	return nil
 }
 
-func deleteScene(w *wtx, old *login.Scene) {
+func deleteScene(w *writeTx, old *login.Scene) {
 	if old == nil {
 		return
 	}

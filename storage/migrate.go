@@ -140,7 +140,7 @@ func eachBolt[T any](ctx context.Context, b *Bolt, bucket uint8, fn func(*T) err
 // HasUsersOrSessions reports whether bbolt holds any user or session.
 func (b *Bolt) HasUsersOrSessions(ctx context.Context) (bool, error) {
 	var found bool
-	err := b.write(ctx, func(w *wtx) error {
+	err := b.write(ctx, func(w *writeTx) error {
 		found = len(w.keysWithPrefix(bUsers, "")) > 0 || len(w.keysWithPrefix(bSessions, "")) > 0
 		return nil
 	})
@@ -151,7 +151,7 @@ func (b *Bolt) HasUsersOrSessions(ctx context.Context) (bool, error) {
 // openid that has fewer logins (and that user's id mapping).
 func (b *Bolt) ImportUser(ctx context.Context, u *login.User) (bool, error) {
 	var wrote bool
-	err := b.write(ctx, func(w *wtx) error {
+	err := b.write(ctx, func(w *writeTx) error {
 		old, err := decode[login.User](w.get(bUsers, u.OpenID), u.OpenID)
 		if err != nil {
 			return err
@@ -175,7 +175,7 @@ func (b *Bolt) ImportUser(ctx context.Context, u *login.User) (bool, error) {
 // ImportSession writes s with its index entries unless it exists.
 func (b *Bolt) ImportSession(ctx context.Context, s *login.Session) (bool, error) {
 	var wrote bool
-	err := b.write(ctx, func(w *wtx) error {
+	err := b.write(ctx, func(w *writeTx) error {
 		wrote = w.get(bSessions, s.TokenHash) == nil
 		if !wrote {
 			return nil
