@@ -366,12 +366,7 @@ func (a *API) streamScene(c echo.Context) error {
 }
 
 // streamRequest checks a stream request and answers it when there is nothing
-// to stream (ok false). It is apart from streamScene, and not inlined, because
-// on a connection the hub cannot take over (HTTP/2) streamScene's frame stays
-// on the stack for the stream's whole life: small frames there let an idle
-// stream's goroutine stack shrink to 8 KB.
-//
-//go:noinline
+// to stream (ok false).
 func (a *API) streamRequest(c echo.Context) (req events.StreamRequest, ok bool, err error) {
 	id := c.Param("id")
 	secret := sceneSecret(c, id)
