@@ -2,6 +2,7 @@ package main
 
 import (
 	"log/slog"
+	"path/filepath"
 	"time"
 
 	"wxlogin/handlers"
@@ -26,6 +27,7 @@ func adminAPI(cfg *config, store login.Store, log *slog.Logger) *handlers.Admin 
 	}
 	if b, ok := store.(*storage.Bolt); ok {
 		ad.Backup = b.Backup
+		ad.SpoolDir = filepath.Dir(cfg.DB)
 	} else {
 		ad.BackupRefusal = "online backup copies the bbolt file; with Redis, back up Redis itself " +
 			"(RDB snapshots or AOF), or copy the data to a bbolt file with `wxlogin migrate --to bbolt:FILE`"

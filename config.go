@@ -40,6 +40,7 @@ type config struct {
 	MaxStreams     int
 	MaxStreamsIP   int
 	ShutdownGrace  time.Duration
+	BodyTimeout    time.Duration // a request body must arrive whole within this
 	Heartbeat      time.Duration
 	SweepInterval  time.Duration
 	OIDCClients    string        // WXLOGIN_OIDC_CLIENTS: the OpenID Connect client file; "" = provider off (on in demo mode)
@@ -50,6 +51,7 @@ type config struct {
 	AccountName    string        // WXLOGIN_ACCOUNT_NAME: the account the page says to send the code to
 	ForwardURL     string        // WXLOGIN_FORWARD_URL: the account's existing handler; "" = none
 	ForwardTimeout time.Duration // WXLOGIN_FORWARD_TIMEOUT
+	UnionID        bool          // WXLOGIN_UNIONID=1: look up unionids with cgi-bin/user/info
 }
 
 // parseMethods reads WXLOGIN_METHODS: a comma-separated subset of qr, code
@@ -142,6 +144,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*c
 	c.MaxStreams = num("WXLOGIN_MAX_STREAMS", 15000)
 	c.MaxStreamsIP = num("WXLOGIN_MAX_STREAMS_PER_IP", 100)
 	c.ShutdownGrace = dur("WXLOGIN_SHUTDOWN_GRACE", 10*time.Second)
+	c.BodyTimeout = dur("WXLOGIN_BODY_TIMEOUT", 10*time.Second)
 	c.Heartbeat = dur("WXLOGIN_HEARTBEAT", 15*time.Second)
 	c.SweepInterval = dur("WXLOGIN_SWEEP_INTERVAL", time.Second)
 	c.OIDCClients = str("WXLOGIN_OIDC_CLIENTS", "")
@@ -164,6 +167,12 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*c
 	}
 	c.ForwardURL = str("WXLOGIN_FORWARD_URL", "")
 	c.ForwardTimeout = dur("WXLOGIN_FORWARD_TIMEOUT", wechat.DefaultForwardTimeout)
+	switch v := str("WXLOGIN_UNIONID", "0"); v {
+	case "0", "1":
+		c.UnionID = v == "1"
+	default:
+		errs = append(errs, fmt.Errorf("WXLOGIN_UNIONID=%q: want 0 or 1", v))
+	}
 
 	fs := flag.NewFlagSet("wxlogin", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -251,6 +260,12 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*c
 		}
 		if c.Token == "" {
 			errs = append(errs, errors.New("WECHAT_TOKEN is required with WECHAT_APPID (the callback signature token)"))
+		}
+		if c.Methods.OAuth && c.PublicURL == "" {
+			errs = append(errs, errors.New("WXLOGIN_METHODS=oauth needs WXLOGIN_PUBLIC_URL: WeChat sends the browser back to WXLOGIN_PUBLIC_URL/api/v1/login/oauth/callback, on the account's web authorisation domain"))
+		}
+		if c.UnionID && c.AppSecret == "" {
+			errs = append(errs, errors.New("WXLOGIN_UNIONID=1 needs WECHAT_APPSECRET (it calls WeChat's user/info)"))
 		}
 	}
 	if c.AESKey != "" && !validAESKey(c.AESKey) {

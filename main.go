@@ -47,7 +47,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 
 	srv := &http.Server{
-		Handler:           a.handler,
+		Handler:           bodyDeadline(a.handler, cfg.BodyTimeout),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    16 << 10,

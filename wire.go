@@ -42,6 +42,7 @@ type app struct {
 func (a *app) close() {
 	a.stopBg()
 	a.bg.Wait()
+	a.svc.Close()
 	a.hub.Close()
 	for i := len(a.closers) - 1; i >= 0; i-- {
 		_ = a.closers[i]()
@@ -54,6 +55,10 @@ func (a *app) close() {
 // a second, and a hung WeChat (tested at 5 s, its own callback budget) is cut
 // before then. wechat.Client caps how many calls wait at once.
 const wechatTimeout = 4 * time.Second
+
+// unionIDTimeout bounds one background unionid lookup (token and
+// user/info); the login it follows was answered before it started.
+const unionIDTimeout = 3 * time.Second
 
 // demoAppID is the stand-in Official Account of demo mode.
 const demoAppID = "wxdemo00000000000"
@@ -79,8 +84,9 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, self string) (*ap
 	a.hub = events.NewHub(hubOpts...)
 
 	wcfg := wechat.Config{AppID: cfg.AppID, AppSecret: cfg.AppSecret, Token: cfg.Token, AESKey: cfg.AESKey}
+	var standIn *wechat.StandIn
 	if cfg.Demo() {
-		wcfg = demoWeChat(cfg, log)
+		wcfg, standIn = demoWeChat(cfg, log)
 	} else {
 		wechat.UseTimeout(wechatTimeout)
 	}
@@ -93,12 +99,20 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, self string) (*ap
 	client := wechat.NewClient(wcfg, log)
 	client.Observe = m.ObserveWeChat
 
-	a.svc = login.NewService(m.Store(store), m.Notifier(a.hub), client, append([]login.Option{
+	svcOpts := []login.Option{
 		login.WithQRTTL(cfg.QRTTL),
 		login.WithConfirmLinks(cfg.ConfirmMode == "link"),
 		login.WithMethods(cfg.Methods),
 		login.WithLogger(log),
-	}, unsubscribeOptions(cfg, store)...)...)
+	}
+	svcOpts = append(svcOpts, unsubscribeOptions(cfg, store)...)
+	if cfg.Methods.OAuth {
+		svcOpts = append(svcOpts, login.WithWebAuth(client))
+	}
+	if cfg.UnionID {
+		svcOpts = append(svcOpts, login.WithUnionIDLookup(client, unionIDTimeout))
+	}
+	a.svc = login.NewService(m.Store(store), m.Notifier(a.hub), client, svcOpts...)
 	callback := wechat.NewCallback(client, a.svc, wcfg.Token, log)
 	callback.Observe = m.ObserveCallback
 	callback.ObserveCode = m.ObserveCode
@@ -115,6 +129,15 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, self string) (*ap
 	}
 	replies := wechat.Replies{Template: cfg.ReplyTemplate}
 	callback.Replies = replies
+	// Bindings of signed queries to bodies must be seen by every instance:
+	// the Redis store keeps them. bbolt is one process: they stay in it, and
+	// the bbolt file carries them over a graceful restart.
+	switch st := store.(type) {
+	case wechat.QueryBindings:
+		callback.Queries = st
+	case *storage.Bolt:
+		callback.Queries = keptQueryBindings(a, st, log)
+	}
 	links, err := confirmLinks(cfg, wcfg)
 	if err != nil {
 		a.hub.Close()
@@ -147,6 +170,9 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, self string) (*ap
 			defer cancel()
 			return store.Ping(ctx)
 		},
+	}
+	if cfg.Methods.OAuth {
+		hcfg.WebAuth = webAuthConfig(client, standIn, m)
 	}
 	if cfg.Demo() {
 		sim := &wechat.Simulator{URL: self + "/wechat/callback", Token: wcfg.Token, AppID: wcfg.AppID, AESKey: wcfg.AESKey}
@@ -191,6 +217,30 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, self string) (*ap
 	return a, nil
 }
 
+// keptQueryBindingsName names the webhook's query bindings in the bbolt file.
+const keptQueryBindingsName = "callback_query_bindings"
+
+// keptQueryBindings returns in-process query bindings that start with those
+// kept at the last graceful stop and are kept again at close.
+func keptQueryBindings(a *app, st *storage.Bolt, log *slog.Logger) *wechat.LocalQueryBindings {
+	local := wechat.NewLocalQueryBindings()
+	data, err := st.TakeKept(keptQueryBindingsName)
+	if err == nil && data != nil {
+		err = local.UnmarshalBinary(data)
+	}
+	if err != nil {
+		log.Warn("callback query bindings of the last run not restored", "err", err)
+	}
+	a.closers = append(a.closers, func() error { // runs before the store closes
+		data, err := local.MarshalBinary()
+		if err != nil {
+			return err
+		}
+		return st.Keep(keptQueryBindingsName, data)
+	})
+	return local
+}
+
 // openStore opens Redis when WXLOGIN_REDIS_URL is set (returning its client
 // for the event transport and the token cache), bbolt otherwise. An
 // unreachable Redis does not stop the start: /readyz says 503 until it
@@ -218,10 +268,27 @@ func openStore(ctx context.Context, cfg *config, log *slog.Logger, m *metrics.Me
 	return st, rdb, nil
 }
 
+// webAuthConfig wires the oauth method: WeChat's authorisation page, or in
+// demo mode (standIn set) the stand-in's page on our own origin, which
+// issues the stand-in's codes — demo mode never sends a browser to WeChat.
+func webAuthConfig(client *wechat.Client, standIn *wechat.StandIn, m *metrics.Metrics) *handlers.WebAuthConfig {
+	wc := &handlers.WebAuthConfig{AuthorizeURL: client.WebAuthURL, Observe: m.ObserveWebAuth}
+	if standIn != nil {
+		wc.AuthorizeURL = func(redirectURI, state string) string {
+			return wechat.StandInAuthorizeURL(client.WebAuthURL(redirectURI, state), handlers.DevAuthorizePath)
+		}
+		// As if the demo account were bound to an Open Platform account.
+		wc.DevAuthorize = func(openID string) string {
+			return standIn.IssueWebAuthCode(wechat.WebAuthCode{OpenID: openID, UnionID: wechat.DemoUnionID(openID)})
+		}
+	}
+	return wc
+}
+
 // demoWeChat sets up the offline stand-in for WeChat's API and says loudly
 // that this is a demo.
-func demoWeChat(cfg *config, log *slog.Logger) wechat.Config {
-	wechat.UseDemoStandIn(wechatTimeout)
+func demoWeChat(cfg *config, log *slog.Logger) (wechat.Config, *wechat.StandIn) {
+	standIn := wechat.UseDemoStandIn(wechatTimeout)
 	token := cfg.Token
 	if token == "" {
 		token = randomString(24)
@@ -229,7 +296,7 @@ func demoWeChat(cfg *config, log *slog.Logger) wechat.Config {
 	}
 	log.Warn("DEMO MODE: no WECHAT_APPID set. WeChat's API is simulated in-process and " +
 		"/api/v1/dev/scan can log anyone in. Never expose this to the internet.")
-	return wechat.Config{AppID: demoAppID, AppSecret: "demo-secret", Token: token, AESKey: cfg.AESKey}
+	return wechat.Config{AppID: demoAppID, AppSecret: "demo-secret", Token: token, AESKey: cfg.AESKey}, standIn
 }
 
 // sweep expires and deletes scenes on time, so streams learn of expiry.

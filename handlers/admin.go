@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 
@@ -25,8 +26,7 @@ const MinAdminTokenLen = 32
 const BackupHeader = "X-Wxlogin-Sha256"
 
 // BackupFunc takes a consistent snapshot of the store and hands send its
-// size and a function that writes it; writeTo may be called more than once
-// and writes the same bytes each time.
+// size and a function that writes it, valid until send returns.
 type BackupFunc func(ctx context.Context, send func(size int64, writeTo func(io.Writer) (int64, error)) error) error
 
 // Admin configures the operators' API under /api/v1/admin/ (off when nil).
@@ -37,6 +37,9 @@ type Admin struct {
 	// (Redis), and BackupRefusal says why.
 	Backup        BackupFunc
 	BackupRefusal string
+	// SpoolDir holds a backup while it is sent ("" = the system's temporary
+	// directory); beside the database there is room for a copy of it.
+	SpoolDir string
 	// PerMinute bounds admin requests per client IP (wrong tokens included).
 	PerMinute int
 }
@@ -75,37 +78,54 @@ func (ad *adminAPI) authorize(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// backup streams a consistent copy of the bbolt file. The snapshot is read
-// twice within one read transaction: first for its checksum, which goes in
-// a header with the size, then to the client.
+// backup sends a consistent copy of the bbolt file. The snapshot is first
+// spooled to a file beside the database, in one pass that also hashes it:
+// bbolt's copy includes free pages, which writers may reuse while it runs,
+// so two passes over a live database can differ, and the checksum must
+// cover exactly the bytes sent. The read transaction then lasts as long as
+// a local copy, not as long as the client takes to download.
 func (ad *adminAPI) backup(c echo.Context) error {
 	if ad.cfg.Backup == nil {
 		return login.Errorf(login.ECONFLICT, "%s", ad.cfg.BackupRefusal)
 	}
 	start := time.Now()
-	var sent int64
-	err := ad.cfg.Backup(c.Request().Context(), func(size int64, writeTo func(io.Writer) (int64, error)) error {
-		h := sha256.New()
-		if _, err := writeTo(h); err != nil {
-			return &login.Error{Code: login.EUNAVAILABLE, Message: "cannot read the database", Err: err}
+	spool, err := os.CreateTemp(ad.cfg.SpoolDir, ".wxlogin-backup-*")
+	if err != nil {
+		return &login.Error{Code: login.EUNAVAILABLE, Message: "cannot make room for the backup", Err: err}
+	}
+	defer func() {
+		spool.Close()
+		os.Remove(spool.Name())
+	}()
+	h := sha256.New()
+	var size, copied int64
+	err = ad.cfg.Backup(c.Request().Context(), func(n int64, writeTo func(io.Writer) (int64, error)) error {
+		size = n
+		if copied, err = writeTo(io.MultiWriter(spool, h)); err != nil {
+			return &login.Error{Code: login.EUNAVAILABLE, Message: "cannot copy the database", Err: err}
 		}
-		hdr := c.Response().Header()
-		hdr.Set("Content-Type", "application/octet-stream")
-		hdr.Set("Content-Length", strconv.FormatInt(size, 10))
-		hdr.Set(BackupHeader, hex.EncodeToString(h.Sum(nil)))
-		hdr.Set("Content-Disposition", `attachment; filename="wxlogin-`+start.UTC().Format("20060102T150405Z")+`.db"`)
-		c.Response().WriteHeader(http.StatusOK)
-		n, err := writeTo(c.Response())
-		sent = n
-		return err
+		return nil
 	})
 	if err != nil {
-		if c.Response().Committed {
-			// The client sees a short body, and `wxlogin backup` a size mismatch.
-			ad.log.Error("admin: backup stream broke", "bytes", sent, "err", err)
-			return nil
-		}
 		return err
+	}
+	if copied != size {
+		return login.Errorf(login.EUNAVAILABLE, "the database copy has %d bytes, its header says %d", copied, size)
+	}
+	if _, err := spool.Seek(0, io.SeekStart); err != nil {
+		return &login.Error{Code: login.EUNAVAILABLE, Message: "cannot read the backup copy", Err: err}
+	}
+	hdr := c.Response().Header()
+	hdr.Set("Content-Type", "application/octet-stream")
+	hdr.Set("Content-Length", strconv.FormatInt(size, 10))
+	hdr.Set(BackupHeader, hex.EncodeToString(h.Sum(nil)))
+	hdr.Set("Content-Disposition", `attachment; filename="wxlogin-`+start.UTC().Format("20060102T150405Z")+`.db"`)
+	c.Response().WriteHeader(http.StatusOK)
+	sent, err := io.Copy(c.Response(), spool)
+	if err != nil {
+		// The client sees a short body, and `wxlogin backup` a size mismatch.
+		ad.log.Error("admin: backup stream broke", "bytes", sent, "err", err)
+		return nil
 	}
 	ad.log.Info("admin: backup sent", "actor", login.AdminActor, "bytes", sent, "duration_ms", time.Since(start).Milliseconds())
 	return nil

@@ -62,13 +62,14 @@ type confirmPage struct {
 	svc       *login.Service
 	links     *login.LinkSigner
 	loginText func(login.Result) string
+	origin    string // the public URL's origin: the only one whose pages may post here
 }
 
-func registerConfirm(e *echo.Echo, svc *login.Service, links *login.LinkSigner, loginText func(login.Result) string) {
+func registerConfirm(e *echo.Echo, svc *login.Service, links *login.LinkSigner, loginText func(login.Result) string, publicURL string) {
 	if loginText == nil {
 		loginText = func(login.Result) string { return "登录成功! Logged in." }
 	}
-	p := &confirmPage{svc: svc, links: links, loginText: loginText}
+	p := &confirmPage{svc: svc, links: links, loginText: loginText, origin: publicOrigin(publicURL)}
 	limit := middleware.BodyLimit("4KB")
 	e.GET(ConfirmPath, p.show)
 	e.POST(ConfirmPath, p.decide, limit)
@@ -101,6 +102,13 @@ func (p *confirmPage) show(c echo.Context) error {
 }
 
 func (p *confirmPage) decide(c echo.Context) error {
+	// The link is the real protection (it is signed, single-use and bound
+	// to the scanner); refusing posts from other sites also stops a page
+	// that learnt a link from deciding with the person's browser.
+	if !p.fromOwnPage(c.Request()) {
+		return p.render(c, http.StatusForbidden, messageView("请从微信中打开 / Open from WeChat",
+			"这个请求不是从确认页面发出的。 This request did not come from the confirm page; open the link from WeChat again."))
+	}
 	// Only the form's body counts: a decision in the query string is ignored.
 	if err := c.Request().ParseForm(); err != nil {
 		if errors.Is(err, echo.ErrStatusRequestEntityTooLarge) {
@@ -135,6 +143,30 @@ func (p *confirmPage) decide(c echo.Context) error {
 		return p.render(c, http.StatusConflict, usedView())
 	}
 	return p.render(c, http.StatusGone, expiredView())
+}
+
+// fromOwnPage reports whether a POST comes from the confirm page itself.
+// Browsers say where a request comes from in Sec-Fetch-Site, or else in
+// Origin; a request with neither is not from a browser that could be led by
+// another site (curl, an old browser without Origin on forms).
+func (p *confirmPage) fromOwnPage(r *http.Request) bool {
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
+		return site == "same-origin"
+	}
+	if origin := r.Header.Get("Origin"); origin != "" {
+		return origin == p.origin // "null" (a sandboxed frame, a data: page) never is
+	}
+	return true
+}
+
+// publicOrigin is the origin of WXLOGIN_PUBLIC_URL as a browser sends it
+// in Origin ("" when there is none).
+func publicOrigin(publicURL string) string {
+	u, err := url.Parse(publicURL)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return ""
+	}
+	return originOf(u)
 }
 
 // decision applies the choice of the person who scanned: approval is one

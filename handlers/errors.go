@@ -36,6 +36,7 @@ var codeOfStatus = map[int]string{
 	http.StatusForbidden:             login.EFORBIDDEN,
 	http.StatusNotFound:              login.ENOTFOUND,
 	http.StatusMethodNotAllowed:      "method_not_allowed",
+	http.StatusRequestTimeout:        "request_timeout",
 	http.StatusRequestEntityTooLarge: login.ETOOLARGE,
 	http.StatusTooManyRequests:       login.ERATELIMITED,
 	http.StatusServiceUnavailable:    login.EUNAVAILABLE,

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -25,7 +26,8 @@ import (
 
 // Streams is what the handlers need from the event hub.
 type Streams interface {
-	Acquire(ip string) (release func(), err error)
+	// Acquire reserves a stream slot for a client, keyed by clientKey.
+	Acquire(client string) (release func(), err error)
 	Changed(sceneID string) (<-chan struct{}, func())
 	Serve(w http.ResponseWriter, r *http.Request, req events.StreamRequest)
 }
@@ -67,6 +69,8 @@ type Config struct {
 	// LoginText words a confirmed login on the confirm page, as the WeChat
 	// reply would (the reply template); nil shows a plain message.
 	LoginText func(login.Result) string
+	// WebAuth is set when the oauth login method is on.
+	WebAuth *WebAuthConfig
 }
 
 // Limits of request bodies.
@@ -85,7 +89,10 @@ type API struct {
 	log     *slog.Logger
 	polls   *pollThrottle
 	creates *ipLimiter
-	secure  bool
+	// oauthStarts limits how fast one address starts web authorisations:
+	// each stores a state, so it gets the same budget as scene creation.
+	oauthStarts *ipLimiter
+	secure      bool
 }
 
 // New returns the Echo instance serving the whole API.
@@ -95,9 +102,10 @@ func New(svc *login.Service, streams Streams, cfg Config) *echo.Echo {
 	}
 	a := &API{
 		svc: svc, streams: streams, cfg: cfg, log: cfg.Log,
-		polls:   newPollThrottle(svc.Interval()),
-		creates: newIPLimiter(cfg.SceneRate),
-		secure:  strings.HasPrefix(cfg.PublicURL, "https://"),
+		polls:       newPollThrottle(svc.Interval()),
+		creates:     newIPLimiter(cfg.SceneRate),
+		oauthStarts: newIPLimiter(cfg.SceneRate),
+		secure:      strings.HasPrefix(cfg.PublicURL, "https://"),
 	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
@@ -120,6 +128,10 @@ func New(svc *login.Service, streams Streams, cfg Config) *echo.Echo {
 	}
 
 	api := e.Group("/api/v1", middleware.BodyLimit(strconv.Itoa(MaxJSONBody)))
+	// The group's middleware makes Echo add a catch-all 404 under /api/v1,
+	// which would win over its own 405: answer unmatched requests ourselves.
+	api.RouteNotFound("", apiUnmatched(e))
+	api.RouteNotFound("/*", apiUnmatched(e))
 	api.POST("/login/scenes", a.createScene)
 	api.GET("/login/scenes/:id", a.pollScene)
 	api.GET("/login/scenes/:id/events", a.streamScene)
@@ -131,6 +143,9 @@ func New(svc *login.Service, streams Streams, cfg Config) *echo.Echo {
 		api.GET("/openapi.yaml", func(c echo.Context) error {
 			return c.Blob(http.StatusOK, "application/yaml", cfg.OpenAPI)
 		})
+	}
+	if cfg.WebAuth != nil {
+		a.registerWebAuth(api)
 	}
 	if cfg.Admin != nil {
 		registerAdmin(api, cfg.Admin, cfg.Log)
@@ -155,12 +170,39 @@ func New(svc *login.Service, streams Streams, cfg Config) *echo.Echo {
 		e.GET("/metrics", echo.WrapHandler(cfg.Metrics))
 	}
 	if cfg.Links != nil {
-		registerConfirm(e, svc, cfg.Links, cfg.LoginText)
+		registerConfirm(e, svc, cfg.Links, cfg.LoginText, cfg.PublicURL)
 	}
 	if cfg.Static != nil {
 		registerStatic(e, cfg.Static, cfg.Demo)
 	}
 	return e
+}
+
+// apiMethods are the methods an API route may be registered for.
+var apiMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
+
+// apiUnmatched answers a request under /api/v1 that matched no route: 405
+// with Allow when the path has routes for other methods, 404 otherwise.
+func apiUnmatched(e *echo.Echo) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		path := echo.GetPath(c.Request())
+		var allow []string
+		for _, m := range apiMethods {
+			probe := e.NewContext(nil, nil)
+			e.Router().Find(m, path, probe)
+			if probe.Path() != c.Path() { // a route, not this catch-all
+				allow = append(allow, m)
+			}
+		}
+		if len(allow) == 0 {
+			return echo.ErrNotFound
+		}
+		c.Response().Header().Set(echo.HeaderAllow, strings.Join(allow, ", "))
+		if c.Request().Method == http.MethodOptions {
+			return c.NoContent(http.StatusNoContent)
+		}
+		return echo.ErrMethodNotAllowed
+	}
 }
 
 // SceneCreated is the answer to POST /login/scenes.
@@ -176,17 +218,21 @@ type SceneCreated struct {
 	EventsURL string       `json:"events_url"`
 	StatusURL string       `json:"status_url"`
 	// Methods are the ways this scene can be completed: "qr" (scan QRURL),
-	// "code" (send LoginCode to the account).
+	// "code" (send LoginCode to the account), "oauth" (OAuthURL, inside
+	// WeChat's browser).
 	Methods []string `json:"methods"`
 	// The code method: the code to send, and where to send it.
 	LoginCode   string `json:"login_code,omitempty"`
 	FollowQR    string `json:"follow_qr,omitempty"`
 	AccountName string `json:"account_name,omitempty"`
+	// OAuthURL starts WeChat's web authorisation (the oauth method, inside
+	// WeChat's browser); the client adds ?return_to=.
+	OAuthURL string `json:"oauth_url,omitempty"`
 }
 
 func (a *API) createScene(c echo.Context) error {
 	ip := c.RealIP()
-	if wait, ok := a.creates.allow(ip); !ok {
+	if wait, ok := a.creates.allow(clientKey(ip)); !ok {
 		return &login.Error{Code: login.ERATELIMITED, Message: "too many new scenes from your address; slow down", RetryAfter: wait}
 	}
 	ns, err := a.svc.CreateScene(c.Request().Context(), login.ClientMeta{IP: ip, UserAgent: c.Request().UserAgent()})
@@ -206,7 +252,12 @@ func (a *API) createScene(c echo.Context) error {
 		SameSite: http.SameSiteStrictMode,
 	})
 	c.Response().Header().Set("Cache-Control", "no-store")
+	var oauthURL string
+	if a.cfg.WebAuth != nil {
+		oauthURL = base + "/oauth"
+	}
 	return c.JSON(http.StatusCreated, SceneCreated{
+		OAuthURL:    oauthURL,
 		SceneID:     sc.ID,
 		Secret:      ns.Secret,
 		Status:      sc.Status,
@@ -232,6 +283,9 @@ func (a *API) sceneMethods(sc *login.Scene) []string {
 	}
 	if sc.LoginCode != "" {
 		methods = append(methods, "code")
+	}
+	if a.cfg.WebAuth != nil {
+		methods = append(methods, "oauth")
 	}
 	return methods
 }
@@ -296,7 +350,7 @@ func (a *API) pollScene(c echo.Context) error {
 
 // longPoll waits until the scene changes (on any instance) or wait passes.
 func (a *API) longPoll(c echo.Context, id, secret string, first login.View, wait time.Duration) (login.View, error) {
-	release, err := a.streams.Acquire(c.RealIP())
+	release, err := a.streams.Acquire(clientKey(c.RealIP()))
 	if err != nil {
 		return login.View{}, err
 	}
@@ -347,7 +401,7 @@ func (a *API) streamScene(c echo.Context) error {
 	if err != nil || !ok {
 		return err
 	}
-	release, err := a.streams.Acquire(c.RealIP())
+	release, err := a.streams.Acquire(clientKey(c.RealIP()))
 	if err != nil {
 		return err
 	}
@@ -359,12 +413,7 @@ func (a *API) streamScene(c echo.Context) error {
 }
 
 // streamRequest checks a stream request and answers it when there is nothing
-// to stream (ok false). It is apart from streamScene, and not inlined, because
-// on a connection the hub cannot take over (HTTP/2) streamScene's frame stays
-// on the stack for the stream's whole life: small frames there let an idle
-// stream's goroutine stack shrink to 8 KB.
-//
-//go:noinline
+// to stream (ok false).
 func (a *API) streamRequest(c echo.Context) (req events.StreamRequest, ok bool, err error) {
 	id := c.Param("id")
 	secret := sceneSecret(c, id)
@@ -568,6 +617,9 @@ func decodeJSON(c echo.Context, v any) error {
 		// Content-Length announced the size (a chunked body).
 		if errors.As(err, &mbe) || errors.Is(err, echo.ErrStatusRequestEntityTooLarge) {
 			return login.Errorf(login.ETOOLARGE, "request body larger than %d bytes", MaxJSONBody)
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) { // the server's body deadline
+			return echo.NewHTTPError(http.StatusRequestTimeout, "the request body did not arrive in time")
 		}
 		return login.Errorf(login.EINVALID, "cannot read the request body")
 	}

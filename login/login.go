@@ -90,6 +90,7 @@ func (s *Scene) NextCheck() time.Time {
 type User struct {
 	ID             string    `json:"id"` // stable opaque id, never the openid
 	OpenID         string    `json:"openid"`
+	UnionID        string    `json:"unionid,omitempty"` // the same person across the Open Platform's apps; "" = unknown
 	Name           string    `json:"name"`
 	LoginCount     int64     `json:"login_count"`
 	FirstLoginAt   time.Time `json:"first_login_at,omitzero"`
@@ -134,6 +135,8 @@ type Identification struct {
 	// retries callbacks); a second delivery gets the first Result and changes
 	// nothing. Empty when the request cannot repeat itself.
 	DedupeKey string
+	// UnionID, when WeChat gave one with the identification, is kept on the user.
+	UnionID string
 }
 
 // Result is what handling a message produced; kept under its dedupe key so
@@ -225,6 +228,7 @@ type HealthChecker interface {
 type Store interface {
 	SceneStore
 	SessionStore
+	WebAuthStateStore
 	MaintenanceStore
 	LoginCodeStore
 	HealthChecker

@@ -36,6 +36,8 @@ type Service struct {
 	confirmLinks bool
 	methods      Methods
 	misses       MissPolicy
+	webAuth      WebAuthExchanger
+	unionIDs     *unionIDLookups
 	// endSessions, when set, ends a user's sessions when they unfollow the
 	// account (WXLOGIN_ON_UNSUBSCRIBE=logout).
 	endSessions func(ctx context.Context, userID string) (int, error)
@@ -76,6 +78,19 @@ func WithMissPolicy(p MissPolicy) Option { return func(s *Service) { s.misses = 
 // QR, scene creation asks WeChat for nothing.
 func WithMethods(m Methods) Option { return func(s *Service) { s.methods = m } }
 
+// WithWebAuth sets how WeChat's web-authorisation codes are exchanged for
+// an openid (needed by the oauth method).
+func WithWebAuth(x WebAuthExchanger) Option { return func(s *Service) { s.webAuth = x } }
+
+// WithUnionIDLookup asks l for the unionid of a user who logged in without
+// one (WXLOGIN_UNIONID=1). The lookup runs after the login is committed, in
+// the background, for at most timeout: it never delays a login.
+func WithUnionIDLookup(l UnionIDLookup, timeout time.Duration) Option {
+	return func(s *Service) {
+		s.unionIDs = &unionIDLookups{lookup: l, timeout: timeout, slots: make(chan struct{}, maxUnionIDLookups)}
+	}
+}
+
 // NewService returns a Service over the given adapters.
 func NewService(store Store, notifier Notifier, qr QRIssuer, opts ...Option) *Service {
 	s := &Service{
@@ -90,7 +105,19 @@ func NewService(store Store, notifier Notifier, qr QRIssuer, opts ...Option) *Se
 	for _, o := range opts {
 		o(s)
 	}
+	if s.unionIDs != nil {
+		s.unionIDs.ctx, s.unionIDs.stop = context.WithCancel(context.Background())
+	}
 	return s
+}
+
+// Close ends the background work (unionid lookups) and waits for it. Call it
+// before closing the store.
+func (s *Service) Close() {
+	if s.unionIDs != nil {
+		s.unionIDs.stop()
+		s.unionIDs.wg.Wait()
+	}
 }
 
 // Interval is the poll interval clients must respect.
@@ -210,6 +237,8 @@ type UserView struct {
 	LoginCount   int64     `json:"login_count"`
 	FirstLoginAt time.Time `json:"first_login_at"`
 	LastLoginAt  time.Time `json:"last_login_at"`
+	// UnionID is given by /me only (to the site's back end), not in scene views.
+	UnionID string `json:"unionid,omitempty"`
 }
 
 // View is a scene's status as the poll endpoint and every SSE event show it.
@@ -290,10 +319,18 @@ func (s *Service) Confirm(ctx context.Context, id Identification) (Result, error
 	if id.OpenID == "" || !id.Method.valid() {
 		return Result{}, Errorf(EINVALID, "confirm: an openid and a known method are required")
 	}
+	var unionUnknown bool
 	res, err := s.handleOnce(ctx, s.keysFor(id.SceneID, id.OpenID, id.DedupeKey),
-		func(rs ReadSet, now time.Time) (WriteSet, Result) { return s.decideConfirm(rs, id, now) })
+		func(rs ReadSet, now time.Time) (WriteSet, Result) {
+			ws, res := s.decideConfirm(rs, id, now)
+			unionUnknown = ws.User != nil && ws.User.UnionID == ""
+			return ws, res
+		})
 	if err != nil {
 		return Result{}, fmt.Errorf("confirm (%s): %w", id.Method, err)
+	}
+	if res.Outcome == OutcomeConfirmed && !res.Duplicate && unionUnknown {
+		s.lookUpUnionIDLater(id.OpenID)
 	}
 	return res, nil
 }
@@ -324,13 +361,21 @@ func (s *Service) decideConfirm(rs ReadSet, id Identification, now time.Time) (W
 			return WriteSet{}, res
 		}
 		next.OpenID, next.ScannedAt = id.OpenID, now
-		if s.confirmLinks {
+		// Web authorisation needs no confirm page: it starts in the browser
+		// that holds the scene (its secret or cookie) and must end in that
+		// same browser (a cookie bound to the state), so nobody can make
+		// another person's WeChat log in a scene of theirs — the phishing
+		// the confirm page guards scans against.
+		if s.confirmLinks && id.Method != MethodWebAuth {
 			next.Status = StatusScanned
 			res.Outcome = OutcomeScanned
 			return WriteSet{Scene: &next}, res
 		}
 	}
 	u := countLogin(rs.User, id.OpenID, now)
+	if id.UnionID != "" {
+		u.UnionID = id.UnionID
+	}
 	next.Status, next.ConfirmedAt = StatusConfirmed, now
 	res.Outcome, res.Name, res.LoginCount = OutcomeConfirmed, u.Name, u.LoginCount
 	return WriteSet{Scene: &next, User: u}, res
@@ -541,7 +586,9 @@ func (s *Service) Me(ctx context.Context, token string) (*UserView, error) {
 	if err != nil {
 		return nil, err
 	}
-	return viewOfUser(u), nil
+	v := viewOfUser(u)
+	v.UnionID = u.UnionID
+	return v, nil
 }
 
 // Logout ends a session.

@@ -1,7 +1,8 @@
 // The demo page: a QR code and/or a login code to send to the account (whichever
 // methods the server has on), a countdown, live status in Chinese and English, and in
 // demo mode buttons that have the server simulate WeChat's signed callback: a scan, or
-// the person's message carrying the code.
+// the person's message carrying the code. Inside WeChat's browser (and with the oauth
+// method on) one "Log in with WeChat" button stands in for the QR code.
 // Everything goes through qrlogin.js, as it would on another site.
 import { QRLogin } from "./qrlogin.js";
 
@@ -23,10 +24,12 @@ const messages = {
   consumed: ["此二维码已被使用", "This QR code was already used"],
 };
 
+const oauthPending = ["点击下面的按钮, 用微信登录", "Tap the button to log in with WeChat"];
+
 let login;
 let scene;
-let demo = false;
 let tick;
+let demo = false;
 
 function say(zh, en, tone = "") {
   const el = $("status");
@@ -73,6 +76,12 @@ function stopCountdown() {
 const handlers = {
   onScene(s) {
     scene = s;
+    document.body.dataset.method = s.oauth ? "oauth" : "qr";
+    $("qr-box").hidden = s.oauth;
+    $("wechat-login").hidden = !s.oauth;
+    $("wechat-login").disabled = false;
+    $("wechat-login").dataset.scene = s.scene_id;
+    showBanner();
     $("qr").dataset.scene = s.scene_id;
     showMethods(s);
     $("user").hidden = true;
@@ -84,7 +93,7 @@ const handlers = {
   onStatus(status) {
     setStatus(status);
     $("net").hidden = true;
-    const [zh, en] = messages[status] || [status, status];
+    const [zh, en] = (status === "pending" && scene && scene.oauth ? oauthPending : messages[status]) || [status, status];
     const waiting = status === "pending" || status === "scanned";
     say(zh, en, waiting ? "" : status === "confirmed" ? "ok" : "bad");
     if (status === "scanned") overlay("✓", "ok");
@@ -93,6 +102,7 @@ const handlers = {
       $("scan").disabled = true;
       $("send-code").disabled = true;
       $("code-box").classList.add("faded");
+      $("wechat-login").hidden = true;
       overlay(status === "confirmed" ? "✓" : "!", status === "confirmed" ? "ok" : "bad", status !== "confirmed");
     }
   },
@@ -134,7 +144,7 @@ function showMethods(s) {
   $("code-box").hidden = !code;
   $("code-box").classList.remove("faded");
   $("send-code").disabled = false;
-  $("scan").hidden = !demo || !s.methods.includes("qr");
+  $("scan").hidden = !demo || !s.methods.includes("qr") || !!s.oauth;
   $("send-code").hidden = !demo || !code;
   if (!code) return;
   $("login-code").textContent = s.login_code;
@@ -200,15 +210,31 @@ async function demoMode() {
   }
 }
 
+// showBanner says which demo this is: a simulated scan, or (inside WeChat) a
+// simulated authorisation page.
+function showBanner() {
+  const oauth = !!(scene && scene.oauth);
+  $("demo-banner").hidden = !demo || oauth;
+  $("demo-banner-oauth").hidden = !demo || !oauth;
+  $("scan").hidden = !demo || oauth;
+}
+
+function loginWithWeChat() {
+  $("wechat-login").disabled = true;
+  say("正在前往微信授权…", "Going to WeChat's authorisation…");
+  if (!login.loginWithWeChat()) $("wechat-login").disabled = false;
+}
+
 async function init() {
   $("refresh").addEventListener("click", refresh);
   $("overlay-refresh").addEventListener("click", refresh);
   $("scan").addEventListener("click", simulateScan);
   $("send-code").addEventListener("click", simulateSendCode);
+  $("wechat-login").addEventListener("click", loginWithWeChat);
   $("polling").addEventListener("change", () => login.setPolling($("polling").checked));
   login = QRLogin.start({ base, qr: $("qr"), resume: page.resume !== "0", polling: $("polling").checked, ...handlers });
   demo = await demoMode();
-  $("demo-banner").hidden = !demo;
+  showBanner();
   if ($("oidc-demo")) $("oidc-demo").hidden = !demo;
   if (scene) showMethods(scene);
 }

@@ -25,6 +25,15 @@
 //
 // Other callbacks: onScene(scene) when a QR code is ready, onMode("stream"|"polling"),
 // onError(err) — err.retrying is true when the client keeps trying on its own.
+//
+// Inside WeChat's own browser (MicroMessenger in the user agent) a person cannot scan
+// their own screen: when wxlogin offers the oauth method, scene.oauth is true, no QR
+// code is loaded, and the page shows one button that calls login.loginWithWeChat().
+// The tab goes to WeChat's authorisation and comes back to this page, where the client
+// picks the scene up again and finishes the login by itself (onLogin). The page must be
+// on wxlogin's site (same origin or a subdomain: the scene's cookie is SameSite=Strict);
+// an absolute return address must be in WXLOGIN_ALLOWED_ORIGINS. Option: inWeChat
+// (true/false overrides the user-agent test).
 // Options: polling (start with polling), resume (keep the scene across page reloads of
 // this tab, in sessionStorage), firstEventTimeout (ms, 5000), maxStreamErrors (3),
 // wait (long-poll seconds, 25; 0 = plain polling), credentials ("include" when base is
@@ -36,13 +45,17 @@ const TERMINAL = new Set(["confirmed", "consumed", "expired", "denied"]);
 // waiting on its own (say, the network is down), so nothing runs forever.
 const EXPIRY_GRACE_MS = 3000;
 const MAX_BACKOFF_MS = 30000;
+// A confirmed scene's one-time code lives this long (the server's rule).
+const CODE_TTL_MS = 5 * 60 * 1000;
 const noop = () => {};
 
 export class QRLogin {
   // start makes a client and shows the first QR code (or the tab's saved one with resume).
   static start(opts) {
     const login = new QRLogin(opts);
-    login.begin(login.resume ? login.load() : null);
+    // Back from WeChat's authorisation: finish the scene this tab left with.
+    const back = login.load(login.oauthKey, true);
+    login.begin(back || (login.resume ? login.load(login.storageKey) : null));
     return login;
   }
 
@@ -61,7 +74,9 @@ export class QRLogin {
     this.maxStreamErrors = opts.maxStreamErrors ?? 3;
     this.wait = opts.wait ?? 25;
     this.credentials = opts.credentials || (sameOrigin(this.base) ? "same-origin" : "include");
+    this.inWeChat = opts.inWeChat ?? /MicroMessenger/i.test(navigator.userAgent);
     this.storageKey = "qrlogin:" + (this.base || location.origin);
+    this.oauthKey = "qrlogin:oauth:" + (this.base || location.origin);
     this.run = null; // the current scene: everything asynchronous checks it is still current
     this.scene = null;
     this.status = null;
@@ -110,7 +125,7 @@ export class QRLogin {
       this.save(scene);
     }
     run.scene = this.scene = scene;
-    if (this.qr && scene.methods.includes("qr")) this.qr.src = scene.qr_image;
+    if (this.qr && scene.methods.includes("qr") && !scene.oauth) this.qr.src = scene.qr_image;
     this.onScene(scene);
     run.expiry = setTimeout(() => this.handle(run, { scene_id: scene.scene_id, status: "expired", expires_at: scene.expires_at }),
       Math.max(0, scene.expiresAtMs - Date.now()) + EXPIRY_GRACE_MS);
@@ -133,6 +148,9 @@ export class QRLogin {
       follow_qr: this.resolve(s.follow_qr || ""),
       events_url: this.resolve(s.events_url),
       status_url: this.resolve(s.status_url),
+      oauth_url: s.oauth_url ? this.resolve(s.oauth_url) : "",
+      // Inside WeChat, with the oauth method on: a button instead of the QR code.
+      oauth: !!s.oauth_url && this.inWeChat,
       ttl: s.expires_in,
       // From this tab's clock, so a skewed clock does not shorten the countdown.
       expiresAtMs: Date.now() + s.expires_in * 1000,
@@ -328,6 +346,24 @@ export class QRLogin {
     }
   }
 
+  // loginWithWeChat sends this tab to WeChat's authorisation for the current scene
+  // (only when scene.oauth). The scene is kept for this tab, so the page it returns to
+  // finishes the login; returnTo defaults to this page.
+  loginWithWeChat(returnTo) {
+    const scene = this.run && this.run.scene;
+    if (!scene || !scene.oauth_url || !this.live(this.run)) return false;
+    try {
+      sessionStorage.setItem(this.oauthKey, JSON.stringify(scene));
+    } catch {}
+    const target = new URL(returnTo || location.href, location.href);
+    const base = new URL(scene.oauth_url, location.href);
+    // A path when this page is on wxlogin's origin; else the full address (an allowed origin).
+    const back = target.origin === base.origin ? target.pathname + target.search + target.hash : target.href;
+    this.stop();
+    location.assign(scene.oauth_url + "?return_to=" + encodeURIComponent(back));
+    return true;
+  }
+
   // resolve makes a URL from the server usable from this page: a path is on base.
   resolve(u) {
     return u && u.startsWith("/") ? this.base + u : u;
@@ -343,11 +379,17 @@ export class QRLogin {
     } catch {}
   }
 
-  load() {
+  // load returns a scene kept for this tab under key, if it is still alive (once
+  // removes it: a scene that went to WeChat's authorisation is picked up once).
+  load(key, once) {
     try {
-      const scene = JSON.parse(sessionStorage.getItem(this.storageKey) || "null");
-      if (scene && scene.scene_id && scene.secret && scene.expiresAtMs - Date.now() > 2000) {
-        scene.expires_in = Math.round((scene.expiresAtMs - Date.now()) / 1000);
+      const scene = JSON.parse(sessionStorage.getItem(key) || "null");
+      if (once) sessionStorage.removeItem(key);
+      // Back from WeChat the scene may be confirmed, and its code outlives the QR code by
+      // 5 minutes: ask the server. Otherwise only a scene with time left is worth showing.
+      const left = scene ? scene.expiresAtMs - Date.now() : 0;
+      if (scene && scene.scene_id && scene.secret && (once ? left > -CODE_TTL_MS : left > 2000)) {
+        scene.expires_in = Math.max(0, Math.round(left / 1000));
         scene.resumed = true;
         return scene;
       }

@@ -18,8 +18,8 @@ import (
 // Backup hands send a consistent copy of the whole database while writes go
 // on: the journal is checkpointed into bbolt first, so the one file holds
 // every write acknowledged before Backup was called, then one bbolt read
-// transaction is the snapshot (writeTo may be called more than once: it
-// writes the same bytes each time).
+// transaction is the snapshot. Its copy includes free pages, which writers
+// may reuse while it runs: hash the bytes as they are copied, not in a second pass.
 //
 // The read transaction stays open while send runs, and bbolt cannot grow
 // its memory map meanwhile: a checkpoint that needs a bigger file waits for

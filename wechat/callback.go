@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -54,6 +55,12 @@ type Callback struct {
 	ConfirmLink func(sceneID, openID string) string
 	// Observe, when set, is told each callback's event and result (metrics).
 	Observe func(event, result string)
+	// Queries binds plain-mode signed queries to their bodies. NewCallback
+	// sets in-process bindings; wiring replaces them (Redis in a cluster, or
+	// bindings kept over restarts in the bbolt file) before use.
+	Queries QueryBindings
+	// safeOnly: an AES key is configured, so only encrypted messages count.
+	safeOnly bool
 	// ObserveCode, when set, is told the outcome of each login code sent
 	// (metrics): a login.Outcome, or ResultDuplicate for a retry.
 	ObserveCode func(outcome string)
@@ -63,8 +70,10 @@ type Callback struct {
 }
 
 // NewCallback returns the webhook for an account whose callback token is token.
+// With the client's AES key set, plaintext messages are refused (403).
 func NewCallback(client *Client, svc *login.Service, token string, log *slog.Logger) *Callback {
-	return &Callback{client: client, svc: svc, token: token, log: log, now: svc.Now}
+	return &Callback{client: client, svc: svc, token: token, log: log, now: svc.Now,
+		Queries: NewLocalQueryBindings(), safeOnly: client.SafeMode()}
 }
 
 // Outcomes reported to Observe besides login.Outcome values.
@@ -76,60 +85,163 @@ const (
 	ResultError        = "error"
 	ResultDuplicate    = "duplicate"
 	ResultSlowStorage  = "storage_timeout"
-	ResultForwarded    = "forwarded" // not a login: passed to the account's handler
+	ResultPlaintext    = "plaintext_refused" // safe mode is configured
+	ResultRebound      = "body_mismatch"     // a signed query replayed with another body
+	ResultSlowBody     = "body_timeout"      // the body did not arrive within the deadline
+	ResultForwarded    = "forwarded"         // not a login: passed to the account's handler
 )
 
 // errSlowStorage means a message's update did not commit within AnswerWithin.
 var errSlowStorage = errors.New("storage did not commit within the answer deadline")
 
-// ServeHTTP handles one request from WeChat.
+// ServeHTTP handles one request from WeChat. The query (signature,
+// freshness, safe mode) is checked before the body is read, so a request
+// nobody signed never holds a connection open while its body trickles in.
 func (cb *Callback) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	deadline := time.Now().Add(AnswerWithin)
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxCallbackBody))
-	if err != nil {
-		cb.observe("", ResultTooLarge)
-		http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
-		return
-	}
+	// WeChat's query exactly as sent: the account's handler checks its
+	// signature (compatible mode below rewrites r's copy).
+	rawQuery := r.URL.RawQuery
 	q := r.URL.Query()
 	if !plausibleNonce(q.Get("nonce")) || !ValidSignature(cb.token, q.Get("timestamp"), q.Get("nonce"), q.Get("signature")) {
 		cb.observe("", ResultBadSignature)
-		http.Error(w, "bad signature", http.StatusForbidden)
+		refuseUnread(w, "bad signature")
 		return
 	}
 	if !Fresh(q.Get("timestamp"), cb.now(), MaxClockSkew) {
 		cb.observe("", ResultStale)
-		http.Error(w, "stale timestamp", http.StatusForbidden)
+		refuseUnread(w, "stale timestamp")
 		return
 	}
-	if r.Method == http.MethodPost && q.Get("encrypt_type") == "aes" &&
+	safe := q.Get("encrypt_type") == "aes"
+	if safe && !cb.safeOnly {
+		// WeChat's compatible mode while wxlogin has no AES key yet: the
+		// body carries the message in plaintext beside the encrypted copy.
+		// Take the plaintext, with plain mode's checks, so that switching
+		// the console to compatible mode before setting WECHAT_AES_KEY
+		// loses no login (README: switching to safe mode).
+		safe = false
+		r = asPlainMode(r, q)
+	}
+	if r.Method == http.MethodPost && cb.safeOnly && !safe {
+		// With an AES key only encrypted messages are taken: a plaintext
+		// body is covered by no signature at all.
+		cb.observe("", ResultPlaintext)
+		refuseUnread(w, "plaintext callback refused: safe mode is configured")
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxCallbackBody))
+	if err != nil {
+		cb.refuseBody(w, err)
+		return
+	}
+	if r.Method == http.MethodPost && safe &&
 		!validMsgSignature(cb.token, q.Get("timestamp"), q.Get("nonce"), q.Get("msg_signature"), body, r.Header.Get("Content-Type")) {
 		cb.observe("", ResultBadSignature)
 		http.Error(w, "bad message signature", http.StatusForbidden)
 		return
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
-	cb.serve(w, r, body, deadline)
+	var bind func(context.Context) (bool, error)
+	if r.Method == http.MethodPost && !safe {
+		bind = func(ctx context.Context) (bool, error) {
+			return cb.Queries.BindQuery(ctx, signedQueryKey(q), sha256.Sum256(body), queryFreshUntil(q))
+		}
+	}
+	cb.serve(w, r, deadline, bind, wechatRequest{rawQuery: rawQuery, contentType: r.Header.Get("Content-Type"), body: body})
 }
 
-func (cb *Callback) serve(w http.ResponseWriter, r *http.Request, body []byte, deadline time.Time) {
+// wechatRequest is a verified request as WeChat sent it, for forwarding.
+type wechatRequest struct {
+	rawQuery    string
+	contentType string
+	body        []byte
+}
+
+// asPlainMode is r without the query parameters that tell silenceper to
+// decrypt the body.
+func asPlainMode(r *http.Request, q url.Values) *http.Request {
+	plain := url.Values{}
+	for k, v := range q {
+		if k != "encrypt_type" && k != "msg_signature" {
+			plain[k] = v
+		}
+	}
+	u := *r.URL
+	u.RawQuery = plain.Encode()
+	r2 := r.WithContext(r.Context())
+	r2.URL = &u
+	return r2
+}
+
+// refuseUnread answers 403 without reading the body. Connection: close
+// keeps net/http from reading (and waiting for) the unread body before it
+// sends the answer.
+func refuseUnread(w http.ResponseWriter, msg string) {
+	w.Header().Set("Connection", "close")
+	http.Error(w, msg, http.StatusForbidden)
+}
+
+// refuseBody answers a body that could not be read: too large, or not
+// arrived within the server's body deadline.
+func (cb *Callback) refuseBody(w http.ResponseWriter, err error) {
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		cb.observe("", ResultTooLarge)
+		http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
+		return
+	}
+	cb.observe("", ResultSlowBody)
+	http.Error(w, "request body not received in time", http.StatusRequestTimeout)
+}
+
+// signedQueryKey names a signed query: its timestamp, nonce and signature.
+func signedQueryKey(q url.Values) string {
+	h := sha256.Sum256([]byte(q.Get("timestamp") + "\x00" + q.Get("nonce") + "\x00" + q.Get("signature")))
+	return hex.EncodeToString(h[:16])
+}
+
+// queryFreshUntil is when a query's timestamp leaves the freshness window;
+// after that Fresh refuses the query whatever its body.
+func queryFreshUntil(q url.Values) time.Time {
+	ts, _ := strconv.ParseInt(q.Get("timestamp"), 10, 64) // Fresh has parsed it
+	return time.Unix(ts, 0).Add(MaxClockSkew)
+}
+
+// serve lets silenceper parse (and in safe mode decrypt) the message and
+// decides the reply. bind, set in plain mode, binds the signed query to the
+// body once the body is a message, before the message may change anything.
+func (cb *Callback) serve(w http.ResponseWriter, r *http.Request, deadline time.Time, bind func(context.Context) (bool, error), orig wechatRequest) {
 	safe := r.URL.Query().Get("encrypt_type") == "aes"
 	out := newBufferedWriter()
 	srv := cb.client.OfficialAccount().GetServer(r, out)
 	var (
 		handled   bool
 		handleErr error
+		rebound   bool // the query came before with another body
 		event     string
 		v         verdict
 	)
 	srv.SetMessageHandler(func(m *message.MixMessage) *message.Reply {
 		handled = true
 		event = eventName(m)
+		if bind != nil {
+			var ok bool
+			ok, handleErr = bind(r.Context())
+			if handleErr != nil || !ok {
+				rebound = handleErr == nil
+				return nil
+			}
+		}
 		v, handleErr = cb.handle(r.Context(), deadline, m)
 		return v.reply
 	})
 	err := srv.Serve()
 	switch {
+	case rebound:
+		cb.observe(event, ResultRebound)
+		http.Error(w, "this signed query came before with another body", http.StatusForbidden)
+		return
 	case handleErr != nil:
 		// Never "success" for a scan that was not committed: WeChat retries.
 		cb.log.Error("wechat callback not handled", "event", event, "err", handleErr)
@@ -156,11 +268,11 @@ func (cb *Callback) serve(w http.ResponseWriter, r *http.Request, body []byte, d
 	if v.forward == ForwardModeReply {
 		// The account's handler answers: its body goes to WeChat unchanged
 		// (in safe mode it encrypted it with the same key).
-		cb.relay(w, r, body)
+		cb.relay(w, r, orig)
 		return
 	}
 	if v.forward == ForwardModeAfter {
-		defer cb.Forward.After(r.URL.RawQuery, r.Header.Get("Content-Type"), body)
+		defer cb.Forward.After(orig.rawQuery, orig.contentType, orig.body)
 	}
 	if srv.ResponseMsg == nil {
 		// Nothing to say. silenceper writes "success" in plain mode but an
@@ -179,8 +291,8 @@ func (cb *Callback) serve(w http.ResponseWriter, r *http.Request, body []byte, d
 // relay forwards a verified message, with the query string and body WeChat
 // sent, and answers WeChat with the handler's answer, or "success" when
 // the handler fails or is too slow.
-func (cb *Callback) relay(w http.ResponseWriter, r *http.Request, body []byte) {
-	got, ok := cb.Forward.Relay(r.Context(), r.URL.RawQuery, r.Header.Get("Content-Type"), body)
+func (cb *Callback) relay(w http.ResponseWriter, r *http.Request, orig wechatRequest) {
+	got, ok := cb.Forward.Relay(r.Context(), orig.rawQuery, orig.contentType, orig.body)
 	if !ok {
 		writeSuccess(w)
 		return

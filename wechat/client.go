@@ -22,6 +22,7 @@ import (
 	"github.com/silenceper/wechat/v2/officialaccount"
 	"github.com/silenceper/wechat/v2/officialaccount/basic"
 	"github.com/silenceper/wechat/v2/officialaccount/config"
+	"github.com/silenceper/wechat/v2/officialaccount/oauth"
 	"github.com/silenceper/wechat/v2/util"
 
 	"wxlogin/login"
@@ -55,6 +56,7 @@ type Config struct {
 type Client struct {
 	oa       *officialaccount.OfficialAccount
 	qr       *basic.Basic // built once: silenceper's GetBasic fills it lazily without a lock
+	oauth    *oauth.Oauth // the same for GetOauth
 	cache    cache.Cache
 	log      *slog.Logger
 	inFlight chan struct{}
@@ -94,8 +96,12 @@ func NewClient(cfg Config, log *slog.Logger) *Client {
 	// instance got several scene creations at once). Take it here, before
 	// the client is shared.
 	cl.qr = cl.oa.GetBasic()
+	cl.oauth = cl.oa.GetOauth()
 	return cl
 }
+
+// SafeMode reports whether an AES key is configured (WeChat's safe mode).
+func (c *Client) SafeMode() bool { return c.oa.GetContext().EncodingAESKey != "" }
 
 // NoAnswer is Observe's errcode for a call that got no usable answer.
 const NoAnswer = "none"
@@ -259,10 +265,10 @@ func (c *Client) Ping(ctx context.Context) error {
 	return nil
 }
 
-var secretPattern = regexp.MustCompile(`(?i)\b(access_token|appsecret|secret|ticket)=([^&\s"']+)`)
+var secretPattern = regexp.MustCompile(`(?i)\b(access_token|appsecret|secret|ticket|code|openid)=([^&\s"']+)`)
 
-// Scrub removes access tokens and secrets that silenceper puts into error
-// messages (its errors embed request URLs).
+// Scrub removes access tokens, secrets, web-authorisation codes and openids
+// that silenceper puts into error messages (its errors embed request URLs).
 func Scrub(s string) string {
 	return secretPattern.ReplaceAllString(s, "$1=REDACTED")
 }

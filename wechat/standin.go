@@ -2,7 +2,9 @@ package wechat
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -21,13 +23,34 @@ import (
 // calls (access tokens and qrcode/create). Demo mode and tests point
 // silenceper at it; faults can be injected to test a misbehaving WeChat.
 type StandIn struct {
-	mu     sync.Mutex
-	tokens map[string]bool
-	fault  Fault
+	mu       sync.Mutex
+	tokens   map[string]bool
+	fault    Fault
+	webCodes map[string]*webAuthCode // codes of the stand-in's authorisation page
 
-	QRCalls    atomic.Int64
-	TokenCalls atomic.Int64
+	QRCalls       atomic.Int64
+	TokenCalls    atomic.Int64
+	WebAuthCalls  atomic.Int64 // sns/oauth2/access_token
+	UserInfoCalls atomic.Int64
 }
+
+// WebAuthCode says who a code of the stand-in's authorisation page stands
+// for, and how its exchange goes.
+type WebAuthCode struct {
+	OpenID   string
+	UnionID  string // answered with the exchange when set
+	Snapshot bool   // answer is_snapshotuser=1 (WeChat's snapshot page)
+	ErrCode  int64  // answer the exchange with this errcode instead
+}
+
+type webAuthCode struct {
+	WebAuthCode
+	issued time.Time
+	used   bool
+}
+
+// webAuthCodeTTL is how long WeChat's authorisation codes live.
+const webAuthCodeTTL = 5 * time.Minute
 
 // Fault makes the stand-in misbehave.
 type Fault struct {
@@ -37,10 +60,15 @@ type Fault struct {
 	HTTPStatus int           // answer qrcode/create with this HTTP status
 	// RejectTokens makes qrcode/create answer 40001 for every token issued so far.
 	RejectTokens bool
+	// UserInfoDelay and UserInfoErrCode make cgi-bin/user/info slow or failing.
+	UserInfoDelay   time.Duration
+	UserInfoErrCode int64
 }
 
 // NewStandIn returns a stand-in with no faults.
-func NewStandIn() *StandIn { return &StandIn{tokens: make(map[string]bool)} }
+func NewStandIn() *StandIn {
+	return &StandIn{tokens: make(map[string]bool), webCodes: make(map[string]*webAuthCode)}
+}
 
 // SetFault changes how the stand-in misbehaves (the zero Fault heals it).
 func (s *StandIn) SetFault(f Fault) {
@@ -66,6 +94,12 @@ func (s *StandIn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "/cgi-bin/qrcode/create":
 		s.QRCalls.Add(1)
 		s.qrCreate(w, r)
+	case "/sns/oauth2/access_token":
+		s.WebAuthCalls.Add(1)
+		s.webAuthExchange(w, r)
+	case "/cgi-bin/user/info":
+		s.UserInfoCalls.Add(1)
+		s.userInfo(w, r)
 	default:
 		writeJSON(w, map[string]any{"errcode": 40066, "errmsg": "invalid url"})
 	}
@@ -198,4 +232,90 @@ func UseTimeout(timeout time.Duration) {
 	if util.DefaultHTTPClient == http.DefaultClient {
 		SetHTTPClient(&http.Client{Timeout: timeout})
 	}
+}
+
+// IssueWebAuthCode is what WeChat's authorisation page does when the person
+// agrees: a fresh code, good for one exchange within 5 minutes.
+func (s *StandIn) IssueWebAuthCode(c WebAuthCode) string {
+	code := randomString(32)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	for k, v := range s.webCodes { // forget dead codes
+		if now.Sub(v.issued) > webAuthCodeTTL {
+			delete(s.webCodes, k)
+		}
+	}
+	s.webCodes[code] = &webAuthCode{WebAuthCode: c, issued: now}
+	return code
+}
+
+// webAuthExchange answers sns/oauth2/access_token as WeChat does: 40029 for
+// an unknown or expired code, 40163 for a used one.
+func (s *StandIn) webAuthExchange(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	if q.Get("grant_type") != "authorization_code" || q.Get("secret") == "" {
+		writeJSON(w, map[string]any{"errcode": 40002, "errmsg": "invalid grant_type"})
+		return
+	}
+	s.mu.Lock()
+	c := s.webCodes[q.Get("code")]
+	var used bool
+	if c != nil {
+		used, c.used = c.used, true
+	}
+	s.mu.Unlock()
+	switch {
+	case c == nil || time.Since(c.issued) > webAuthCodeTTL:
+		writeJSON(w, map[string]any{"errcode": ErrCodeInvalidCode, "errmsg": "invalid code"})
+	case used:
+		writeJSON(w, map[string]any{"errcode": ErrCodeCodeUsed, "errmsg": "code been used"})
+	case c.ErrCode != 0:
+		writeJSON(w, map[string]any{"errcode": c.ErrCode, "errmsg": "stand-in fault"})
+	default:
+		ans := map[string]any{"access_token": "standin-web-" + randomString(24), "expires_in": 7200,
+			"refresh_token": "standin-refresh-" + randomString(24), "openid": c.OpenID, "scope": "snsapi_base"}
+		if c.Snapshot {
+			ans["is_snapshotuser"] = 1
+		}
+		if c.UnionID != "" {
+			ans["unionid"] = c.UnionID
+		}
+		writeJSON(w, ans)
+	}
+}
+
+// userInfo answers cgi-bin/user/info for a follower, with the unionid an
+// account bound to an Open Platform account gets (DemoUnionID).
+func (s *StandIn) userInfo(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	f := s.fault
+	known := s.tokens[r.URL.Query().Get("access_token")]
+	s.mu.Unlock()
+	if f.UserInfoDelay > 0 {
+		select {
+		case <-time.After(f.UserInfoDelay):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	openID := r.URL.Query().Get("openid")
+	switch {
+	case f.UserInfoErrCode != 0:
+		writeJSON(w, map[string]any{"errcode": f.UserInfoErrCode, "errmsg": "stand-in fault"})
+	case !known:
+		writeJSON(w, map[string]any{"errcode": ErrCodeInvalidToken, "errmsg": "invalid credential"})
+	case openID == "":
+		writeJSON(w, map[string]any{"errcode": 40003, "errmsg": "invalid openid"})
+	default:
+		writeJSON(w, map[string]any{"subscribe": 1, "openid": openID, "language": "zh_CN",
+			"subscribe_time": time.Now().Unix(), "unionid": DemoUnionID(openID)})
+	}
+}
+
+// DemoUnionID is the unionid the stand-in gives an openid: stable, and
+// plainly not the openid.
+func DemoUnionID(openID string) string {
+	sum := sha256.Sum256([]byte("standin unionid\x00" + openID))
+	return "uDEMO" + hex.EncodeToString(sum[:12])
 }
