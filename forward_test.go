@@ -368,3 +368,28 @@ func TestForwardStalledHandlerStaysBounded(t *testing.T) {
 		return runtime.NumGoroutine() <= baseline+5
 	})
 }
+
+// TestForwardCompatibleModeKeepsWeChatsQuery: while wxlogin has no AES key
+// and the console is in compatible mode, wxlogin reads the plaintext copy,
+// but the site's handler (which has the key) gets WeChat's own query, with
+// encrypt_type and msg_signature, and the body as sent, so it decrypts as
+// it always did.
+func TestForwardCompatibleModeKeepsWeChatsQuery(t *testing.T) {
+	site, siteSrv := newSiteHandler(t, testAESKey)
+	srv := startTestServer(t, map[string]string{"WXLOGIN_FORWARD_URL": siteSrv.URL})
+	msg := compatibleMode(t, srv, wechat.TextMessage("oCompat_0000000000000000000001", "菜单", msgIDs.Add(1), time.Now()), time.Now())
+	status, body := sendRaw(t, srv.URL, msg.q, msg.body)
+	got := site.requests()
+	if len(got) != 1 {
+		t.Fatalf("the site got %d requests", len(got))
+	}
+	if got[0].rawQuery != msg.q.Encode() || !strings.Contains(got[0].rawQuery, "encrypt_type=aes") || !bytes.Equal(got[0].body, msg.body) {
+		t.Fatalf("forwarded query %q, want WeChat's %q (and its body)", got[0].rawQuery, msg.q.Encode())
+	}
+	if got[0].msg.Content != "菜单" {
+		t.Fatalf("the site decrypted %q", got[0].msg.Content)
+	}
+	if status != http.StatusOK || body != string(got[0].answer) {
+		t.Fatalf("WeChat got %d %q, want the site's answer", status, body)
+	}
+}
