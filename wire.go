@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -30,9 +31,12 @@ type app struct {
 	hub     *events.Hub
 	store   login.Store
 	svc     *login.Service
-	stopBg  context.CancelFunc
-	bg      sync.WaitGroup
-	closers []func() error
+	// forwarder passes non-login messages to the account's handler (nil
+	// without WXLOGIN_FORWARD_URL); shutdown waits for its background forwards.
+	forwarder *wechat.Forwarder
+	stopBg    context.CancelFunc
+	bg        sync.WaitGroup
+	closers   []func() error
 }
 
 func (a *app) close() {
@@ -107,7 +111,19 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, self string) (*ap
 	}
 	a.svc = login.NewService(m.Store(store), m.Notifier(a.hub), client, svcOpts...)
 	replies := wechat.Replies{Template: cfg.ReplyTemplate}
-	cbcfg := wechat.CallbackConfig{Token: wcfg.Token, Log: log, Replies: replies, Observe: m.ObserveCallback}
+	cbcfg := wechat.CallbackConfig{Token: wcfg.Token, Log: log, Replies: replies,
+		Observe: m.ObserveCallback, ObserveCode: m.ObserveCode}
+	if cfg.ForwardURL != "" {
+		fw, err := wechat.NewForwarder(wechat.ForwarderConfig{Target: cfg.ForwardURL, Timeout: cfg.ForwardTimeout,
+			Log: log, Observe: m.ObserveForward})
+		if err != nil {
+			a.hub.Close()
+			store.Close()
+			return nil, fmt.Errorf("WXLOGIN_FORWARD_URL: %w", err)
+		}
+		cbcfg.Forward = fw
+		a.forwarder = fw
+	}
 	// Bindings of signed queries to bodies must be seen by every instance:
 	// the Redis store keeps them. bbolt is one process: they stay in it, and
 	// the bbolt file carries them over a graceful restart.
@@ -141,6 +157,8 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, self string) (*ap
 		Middleware:     []echo.MiddlewareFunc{metrics.AccessLog(log), m.Middleware()},
 		OpenAPI:        openAPIDocument,
 		Links:          links,
+		FollowQR:       cfg.FollowQR,
+		AccountName:    cfg.AccountName,
 		Admin:          adminAPI(cfg, store, log),
 		LoginText:      replies.Text,
 		Ready: func(ctx context.Context) error {
@@ -156,6 +174,18 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, self string) (*ap
 		sim := &wechat.Simulator{URL: self + "/wechat/callback", Token: wcfg.Token, AppID: wcfg.AppID, AESKey: wcfg.AESKey}
 		hcfg.DevScan = func(ctx context.Context, sceneID, openID string, firstFollow bool) (string, error) {
 			r, err := sim.Send(ctx, wechat.ScanEvent(sceneID, openID, firstFollow, time.Now()))
+			if err != nil {
+				return "", err
+			}
+			if r.Status != http.StatusOK {
+				return "", fmt.Errorf("callback answered %d", r.Status)
+			}
+			return r.Text, nil
+		}
+		var msgIDs atomic.Int64
+		msgIDs.Store(time.Now().UnixNano())
+		hcfg.DevSendCode = func(ctx context.Context, openID, content string) (string, error) {
+			r, err := sim.Send(ctx, wechat.TextMessage(openID, content, msgIDs.Add(1), time.Now()))
 			if err != nil {
 				return "", err
 			}
