@@ -48,14 +48,3 @@ func TestLoginMethodsConfig(t *testing.T) {
 		})
 	}
 }
-
-// with returns a copy of env with k set to v.
-func with(env map[string]string, k, v string) map[string]string {
-	out := map[string]string{k: v}
-	for key, val := range env {
-		if key != k {
-			out[key] = val
-		}
-	}
-	return out
-}

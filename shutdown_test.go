@@ -264,32 +264,6 @@ func reopenChecked(t *testing.T, path string) *storage.Bolt {
 	return store
 }
 
-func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// NextAny returns the next event, bare retry hints included (Next skips them).
-func (s *sseStream) NextAny(t testing.TB, timeout time.Duration) sseEvent {
-	t.Helper()
-	select {
-	case ev, ok := <-s.events:
-		if !ok {
-			t.Fatalf("stream ended while waiting for an event")
-		}
-		return ev
-	case <-time.After(timeout):
-		t.Fatalf("no event within %s", timeout)
-	}
-	return sseEvent{}
-}
-
 // TestReadinessIgnoresWeChat: WeChat's API failing makes scene creation
 // answer 503, but /readyz stays 200 (the specification: a WeChat outage must
 // not pull every instance out of the balancer); it shows in the metrics.
