@@ -14,7 +14,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -356,10 +355,10 @@ func (c *loginClient) scan(ctx context.Context, sceneID string, firstFollow bool
 	}
 }
 
-var loginNumberPattern = regexp.MustCompile(`第 (\d+) 次`)
-
+// loginNumber is replyCount for a client goroutine, which reports instead
+// of failing the test.
 func loginNumber(reply string) (int64, bool) {
-	m := loginNumberPattern.FindStringSubmatch(reply)
+	m := countInReply.FindStringSubmatch(reply)
 	if m == nil {
 		return 0, false
 	}

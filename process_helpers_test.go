@@ -108,7 +108,7 @@ func buildWxlogin(t *testing.T) string {
 
 // freeLoopbackAddr finds a port for the child. The same address is used for
 // every restart, as behind a real balancer: clients reconnect to it.
-func freeLoopbackAddr(t *testing.T) string {
+func freeLoopbackAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -261,26 +261,52 @@ func decodeView(t testing.TB, data string) statusView {
 	return v
 }
 
-// metricValue reads one unlabelled sample from an instance's /metrics.
-func metricValue(t testing.TB, base, name string) float64 {
+// metricsText is an instance's /metrics page.
+func metricsText(t testing.TB, base string) string {
 	t.Helper()
 	resp, err := http.Get(base + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	for _, line := range strings.Split(string(raw), "\n") {
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read %s/metrics: %v", base, err)
+	}
+	return string(b)
+}
+
+// metricSample finds one sample (a series with its labels, as written) on
+// an instance's /metrics; ok is false when the series is not there.
+func metricSample(t testing.TB, base, series string) (value float64, ok bool) {
+	t.Helper()
+	for _, line := range strings.Split(metricsText(t, base), "\n") {
+		if v, found := strings.CutPrefix(line, series+" "); found {
 			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
 			if err != nil {
-				t.Fatalf("metric %s: %v", name, err)
+				t.Fatalf("metric %s: %v", series, err)
 			}
-			return f
+			return f, true
 		}
 	}
-	t.Fatalf("metric %s not found on %s", name, base)
-	return 0
+	return 0, false
+}
+
+// metricValue reads one sample from an instance's /metrics; the series must be there.
+func metricValue(t testing.TB, base, name string) float64 {
+	t.Helper()
+	v, ok := metricSample(t, base, name)
+	if !ok {
+		t.Fatalf("metric %s not found on %s", name, base)
+	}
+	return v
+}
+
+// metricOrZero reads one sample from /metrics; 0 when the series is not there yet.
+func metricOrZero(t testing.TB, base, series string) float64 {
+	t.Helper()
+	v, _ := metricSample(t, base, series)
+	return v
 }
 
 // waitFor polls cond every 20 ms until it holds or timeout passes.
@@ -398,38 +424,6 @@ func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 func readAll(r *http.Response) (string, error) {
 	b, err := io.ReadAll(r.Body)
 	return string(b), err
-}
-
-// metricOrZero reads one sample from /metrics; 0 when the series is not there yet.
-func metricOrZero(t testing.TB, base, series string) float64 {
-	t.Helper()
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	for _, line := range strings.Split(string(raw), "\n") {
-		if v, ok := strings.CutPrefix(line, series+" "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err != nil {
-				t.Fatalf("metric %s: %v", series, err)
-			}
-			return f
-		}
-	}
-	return 0
-}
-
-func metricsText(t *testing.T, base string) string {
-	t.Helper()
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
 }
 
 // secView is the poll answer.
@@ -574,16 +568,5 @@ func (d storeDump) sameAs(t *testing.T, after storeDump) {
 				}
 			}
 		}
-	}
-}
-
-func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -71,7 +71,7 @@ func shutdownLosesNothing(t *testing.T, bin string) {
 
 	cs.signal(syscall.SIGTERM)
 	start := time.Now()
-	waitUntil(t, 5*time.Second, "the shutdown to begin", func() bool { return cs.logsContain(`"msg":"shutting down"`) })
+	waitFor(t, 5*time.Second, "the shutdown to begin", func() bool { return cs.logsContain(`"msg":"shutting down"`) })
 
 	// Every stream gets a final retry hint, then ends.
 	for i, st := range streams {
