@@ -1,5 +1,10 @@
 package main
 
+// The login flow end to end over real HTTP against the service started
+// through run: scene, SSE stream, polling, WeChat's callback, the code
+// exchange, the session, and what is refused. Helpers live in the
+// *_helpers_test.go files.
+
 import (
 	"context"
 	"encoding/json"

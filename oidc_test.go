@@ -1,5 +1,10 @@
 package main
 
+// wxlogin as an OpenID provider, driven by relying parties we did not write
+// (go-oidc and x/oauth2, see oidc_helpers_test.go) over real HTTP: the code
+// flow for confidential and public clients, refusals, logout, key rotation,
+// and a flow across instances on Redis.
+
 import (
 	"context"
 	"encoding/base64"
