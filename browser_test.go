@@ -494,3 +494,40 @@ func TestStaticFiles(t *testing.T) {
 		}
 	}
 }
+
+// TestBrowserCodeLogin: the page shows the login code beside the QR code
+// when both methods are on, and the code alone (no QR) with only the code
+// method; "simulate sending the code" sends the person's signed message to
+// the webhook and the page logs in.
+func TestBrowserCodeLogin(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		methods string
+		qrShown bool
+	}{
+		{"side by side", "", true},
+		{"code only", "code", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := startTestServer(t, map[string]string{"WXLOGIN_METHODS": tc.methods, "WXLOGIN_ACCOUNT_NAME": "示例公众号"})
+			b := startBrowser(t)
+			b.open(srv.URL)
+			b.waitJS(`document.body.dataset.status === "pending" && /^\d{6}$/.test(document.getElementById("login-code").textContent)
+				&& !document.getElementById("send-code").hidden`, 15*time.Second)
+			how := b.evalString(`document.getElementById("code-how").textContent`)
+			if !strings.Contains(how, "「示例公众号」") || !strings.Contains(how, "this code to 示例公众号") {
+				t.Errorf("the page does not name the account: %q", how)
+			}
+			qrShown := b.evalString(`String(getComputedStyle(document.getElementById("qr-box")).display !== "none" && !document.getElementById("scan").hidden)`)
+			if qrShown != fmt.Sprint(tc.qrShown) {
+				t.Errorf("QR and its button shown: %s, want %v", qrShown, tc.qrShown)
+			}
+			if tc.qrShown {
+				b.screenshot("code-beside-qr")
+			}
+			b.click("#send-code")
+			b.waitLoggedIn(1)
+			b.expectNoPageErrors()
+		})
+	}
+}

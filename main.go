@@ -97,6 +97,13 @@ func shutdown(cfg *config, log *slog.Logger, srv *http.Server, silent *silentCon
 		srv.Close()
 		err = nil
 	}
+	if a.forwarder != nil {
+		// Forwards after an answer (unsubscribes, new followers) are the
+		// site's records: let them finish (each within its timeout).
+		if ferr := a.forwarder.Wait(ctx); ferr != nil {
+			log.Warn("forwards to the account's handler cut short by the grace time", "err", ferr)
+		}
+	}
 	a.close()
 	log.Info("stopped")
 	return err

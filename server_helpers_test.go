@@ -209,7 +209,7 @@ func loginAs(t *testing.T, srv *testServer, openID string) tokenBody {
 
 const (
 	clusterRedis = "redis://127.0.0.1:6379/0"
-	clusterToken = "test-callback-token" // startTestServer's WECHAT_TOKEN, shared by all instances
+	clusterToken = testToken // startTestServer's WECHAT_TOKEN, shared by all instances
 )
 
 // newClusterPrefix returns a Redis key prefix for one test and removes its
@@ -307,6 +307,12 @@ func metricOrZero(t testing.TB, base, series string) float64 {
 	t.Helper()
 	v, _ := metricSample(t, base, series)
 	return v
+}
+
+// labelledMetric is metricOrZero under the name the code-login tests use.
+func labelledMetric(t testing.TB, base, series string) float64 {
+	t.Helper()
+	return metricOrZero(t, base, series)
 }
 
 // waitFor polls cond every 20 ms until it holds or timeout passes.
@@ -569,4 +575,25 @@ func (d storeDump) sameAs(t *testing.T, after storeDump) {
 			}
 		}
 	}
+}
+
+// codeScene is the answer to POST /login/scenes with the code method on.
+type codeScene struct {
+	sceneInfo
+	Methods     []string `json:"methods"`
+	LoginCode   string   `json:"login_code"`
+	FollowQR    string   `json:"follow_qr"`
+	AccountName string   `json:"account_name"`
+}
+
+func createCodeScene(t testing.TB, base string) codeScene {
+	t.Helper()
+	var s codeScene
+	if r := apiCall(t, http.MethodPost, base+"/api/v1/login/scenes", "", nil, &s); r.StatusCode != http.StatusCreated {
+		t.Fatalf("create scene: %d", r.StatusCode)
+	}
+	if c, ok := login.ParseLoginCode(s.LoginCode); !ok || c != s.LoginCode {
+		t.Fatalf("login_code %q has not the code's shape", s.LoginCode)
+	}
+	return s
 }

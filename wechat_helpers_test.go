@@ -1,18 +1,24 @@
 package main
 
 // Shared helpers for the end-to-end tests: WeChat's side of the callback,
-// through the in-process simulator (plain and safe mode) or as raw, forged
-// and replayed requests, and reading the replies it gets.
+// through the in-process simulator (plain and safe mode, scans and text
+// messages) or as raw, forged and replayed requests, and reading the replies
+// it gets; and the account's own handler that messages are forwarded to.
 
 import (
 	"bytes"
+	"context"
 	"encoding/xml"
+	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -174,4 +180,125 @@ func inBothModes(t *testing.T, test func(t *testing.T, aes string, env map[strin
 			test(t, aes, map[string]string{"WXLOGIN_DB": filepath.Join(t.TempDir(), "wxlogin.db"), "WECHAT_AES_KEY": aes})
 		})
 	}
+}
+
+var msgIDs atomic.Int64
+
+func init() { msgIDs.Store(time.Now().UnixNano()) }
+
+// sendText posts a signed text message as WeChat would; msgID 0 draws a new one.
+func sendText(t testing.TB, sim *wechat.Simulator, openID, content string, msgID int64) (wechat.Reply, int64) {
+	t.Helper()
+	if msgID == 0 {
+		msgID = msgIDs.Add(1)
+	}
+	r, err := sim.Send(context.Background(), wechat.TextMessage(openID, content, msgID, time.Now()))
+	if err != nil || r.Status != http.StatusOK {
+		t.Fatalf("send text %q: %+v %v", content, r, err)
+	}
+	return r, msgID
+}
+
+// codeSimulator is secSimulator under the name the code-login tests use.
+func codeSimulator(srv *testServer, aesKey string) *wechat.Simulator {
+	return secSimulator(srv, aesKey)
+}
+
+// siteHandler is the account's existing handler: it verifies WeChat's
+// signature with the shared token (and msg_signature, then decrypts, in
+// safe mode) and answers with a text reply naming what it got.
+type siteHandler struct {
+	t      testing.TB
+	aesKey string
+	appID  string
+	// respond, when set, replaces the normal answer.
+	respond func(w http.ResponseWriter, r *http.Request)
+
+	mu       sync.Mutex
+	got      []siteRequest
+	inFlight atomic.Int64
+	peak     atomic.Int64
+}
+
+type siteRequest struct {
+	rawQuery string
+	body     []byte
+	msg      message.MixMessage // decrypted in safe mode
+	answer   []byte
+}
+
+func newSiteHandler(t testing.TB, aesKey string) (*siteHandler, *httptest.Server) {
+	h := &siteHandler{t: t, aesKey: aesKey, appID: demoAppID}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return h, srv
+}
+
+func (h *siteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	n := h.inFlight.Add(1)
+	defer h.inFlight.Add(-1)
+	for p := h.peak.Load(); n > p && !h.peak.CompareAndSwap(p, n); p = h.peak.Load() {
+	}
+	body, _ := io.ReadAll(r.Body)
+	q := r.URL.Query()
+	if q.Get("signature") != util.Signature(clusterToken, q.Get("timestamp"), q.Get("nonce")) {
+		http.Error(w, "bad signature", http.StatusForbidden)
+		h.t.Errorf("site handler got a request WeChat did not sign")
+		return
+	}
+	plain := body
+	if q.Get("encrypt_type") == "aes" {
+		var env message.EncryptedXMLMsg
+		if err := xml.Unmarshal(body, &env); err != nil ||
+			q.Get("msg_signature") != util.Signature(clusterToken, q.Get("timestamp"), q.Get("nonce"), env.EncryptedMsg) {
+			http.Error(w, "bad msg_signature", http.StatusForbidden)
+			h.t.Errorf("site handler: bad msg_signature")
+			return
+		}
+		_, dec, err := util.DecryptMsg(h.appID, env.EncryptedMsg, h.aesKey)
+		if err != nil {
+			h.t.Errorf("site handler cannot decrypt: %v", err)
+			return
+		}
+		plain = dec
+	}
+	var msg message.MixMessage
+	if err := xml.Unmarshal(plain, &msg); err != nil {
+		h.t.Errorf("site handler: %v", err)
+	}
+	req := siteRequest{rawQuery: r.URL.RawQuery, body: body, msg: msg}
+	if h.respond != nil {
+		h.record(req)
+		h.respond(w, r)
+		return
+	}
+	// A text reply, encrypted in safe mode as the handler would (the relay
+	// does not look inside either way).
+	req.answer = []byte(fmt.Sprintf("<xml><ToUserName><![CDATA[%s]]></ToUserName><FromUserName><![CDATA[%s]]></FromUserName>"+
+		"<CreateTime>%d</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[site saw %s %s]]></Content></xml>",
+		msg.FromUserName, msg.ToUserName, time.Now().Unix(), msg.MsgType, msg.Event))
+	if h.aesKey != "" {
+		enc, err := util.EncryptMsg([]byte("0123456789abcdef"), req.answer, h.appID, h.aesKey)
+		if err != nil {
+			h.t.Errorf("site handler cannot encrypt: %v", err)
+		}
+		ts := time.Now().Unix()
+		req.answer, _ = xml.Marshal(message.ResponseEncryptedXMLMsg{EncryptedMsg: string(enc), Nonce: "site1",
+			Timestamp: ts, MsgSignature: util.Signature(clusterToken, fmt.Sprint(ts), "site1", string(enc))})
+	}
+	h.record(req)
+	w.Header().Set("Content-Type", "application/xml; charset=utf-8")
+	_, _ = w.Write(req.answer)
+}
+
+func (h *siteHandler) record(r siteRequest) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.got = append(h.got, r)
+}
+
+func (h *siteHandler) requests() []siteRequest {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]siteRequest(nil), h.got...)
 }

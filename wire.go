@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -30,9 +31,12 @@ type app struct {
 	hub     *events.Hub
 	store   login.Store
 	svc     *login.Service
-	stopBg  context.CancelFunc
-	bg      sync.WaitGroup
-	closers []func() error
+	// forwarder passes non-login messages to the account's handler (nil
+	// without WXLOGIN_FORWARD_URL); shutdown waits for its background forwards.
+	forwarder *wechat.Forwarder
+	stopBg    context.CancelFunc
+	bg        sync.WaitGroup
+	closers   []func() error
 }
 
 func (a *app) close() {
@@ -111,6 +115,18 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, self string) (*ap
 	a.svc = login.NewService(m.Store(store), m.Notifier(a.hub), client, svcOpts...)
 	callback := wechat.NewCallback(client, a.svc, wcfg.Token, log)
 	callback.Observe = m.ObserveCallback
+	callback.ObserveCode = m.ObserveCode
+	if cfg.ForwardURL != "" {
+		fw, err := wechat.NewForwarder(cfg.ForwardURL, cfg.ForwardTimeout, log)
+		if err != nil {
+			a.hub.Close()
+			store.Close()
+			return nil, fmt.Errorf("WXLOGIN_FORWARD_URL: %w", err)
+		}
+		fw.Observe = m.ObserveForward
+		callback.Forward = fw
+		a.forwarder = fw
+	}
 	replies := wechat.Replies{Template: cfg.ReplyTemplate}
 	callback.Replies = replies
 	// Bindings of signed queries to bodies must be seen by every instance:
@@ -145,6 +161,8 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, self string) (*ap
 		Middleware:     []echo.MiddlewareFunc{metrics.AccessLog(log), m.Middleware()},
 		OpenAPI:        openAPIDocument,
 		Links:          links,
+		FollowQR:       cfg.FollowQR,
+		AccountName:    cfg.AccountName,
 		Admin:          adminAPI(cfg, store, log),
 		LoginText:      replies.Text,
 		Ready: func(ctx context.Context) error {
@@ -160,6 +178,18 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, self string) (*ap
 		sim := &wechat.Simulator{URL: self + "/wechat/callback", Token: wcfg.Token, AppID: wcfg.AppID, AESKey: wcfg.AESKey}
 		hcfg.DevScan = func(ctx context.Context, sceneID, openID string, firstFollow bool) (string, error) {
 			r, err := sim.Send(ctx, wechat.ScanEvent(sceneID, openID, firstFollow, time.Now()))
+			if err != nil {
+				return "", err
+			}
+			if r.Status != http.StatusOK {
+				return "", fmt.Errorf("callback answered %d", r.Status)
+			}
+			return r.Text, nil
+		}
+		var msgIDs atomic.Int64
+		msgIDs.Store(time.Now().UnixNano())
+		hcfg.DevSendCode = func(ctx context.Context, openID, content string) (string, error) {
+			r, err := sim.Send(ctx, wechat.TextMessage(openID, content, msgIDs.Add(1), time.Now()))
 			if err != nil {
 				return "", err
 			}

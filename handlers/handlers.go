@@ -36,19 +36,28 @@ type Streams interface {
 // returns WeChat's reply text.
 type DevScanner func(ctx context.Context, sceneID, openID string, firstFollow bool) (string, error)
 
+// DevCodeSender sends a signed WeChat text message carrying content from
+// openID (demo mode only) and returns WeChat's reply text.
+type DevCodeSender func(ctx context.Context, openID, content string) (string, error)
+
 // Config is what the HTTP layer needs to know about the deployment.
 type Config struct {
 	PublicURL      string // e.g. https://login.example.com; "" = paths only
 	AllowedOrigins []string
 	Demo           bool
-	DevScan        DevScanner // set only in demo mode
-	Static         fs.FS      // the demo page and JS client
-	OpenAPI        []byte
-	SceneRate      int // scene creations per minute per IP; 0 = unlimited
-	Ready          func(ctx context.Context) error
-	Callback       http.Handler // WeChat's webhook
-	Metrics        http.Handler // Prometheus, optional
-	Log            *slog.Logger
+	DevScan        DevScanner    // set only in demo mode
+	DevSendCode    DevCodeSender // set only in demo mode
+	// FollowQR is an image of the account's follow QR code and AccountName
+	// its name, shown beside a login code (the code method).
+	FollowQR    string
+	AccountName string
+	Static      fs.FS // the demo page and JS client
+	OpenAPI     []byte
+	SceneRate   int // scene creations per minute per IP; 0 = unlimited
+	Ready       func(ctx context.Context) error
+	Callback    http.Handler // WeChat's webhook
+	Metrics     http.Handler // Prometheus, optional
+	Log         *slog.Logger
 	// IPExtractor picks the client IP (X-Forwarded-For from trusted proxies only).
 	IPExtractor echo.IPExtractor
 	// Middleware is added first (metrics, request logs).
@@ -143,6 +152,9 @@ func New(svc *login.Service, streams Streams, cfg Config) *echo.Echo {
 	}
 	if cfg.Demo && cfg.DevScan != nil {
 		api.POST("/dev/scan", a.devScan)
+		if cfg.DevSendCode != nil {
+			api.POST("/dev/code", a.devSendCode)
+		}
 		api.GET("/dev/config", func(c echo.Context) error {
 			return c.JSON(http.StatusOK, map[string]bool{"demo": true})
 		})
@@ -205,6 +217,14 @@ type SceneCreated struct {
 	Interval  int          `json:"interval"`
 	EventsURL string       `json:"events_url"`
 	StatusURL string       `json:"status_url"`
+	// Methods are the ways this scene can be completed: "qr" (scan QRURL),
+	// "code" (send LoginCode to the account), "oauth" (OAuthURL, inside
+	// WeChat's browser).
+	Methods []string `json:"methods"`
+	// The code method: the code to send, and where to send it.
+	LoginCode   string `json:"login_code,omitempty"`
+	FollowQR    string `json:"follow_qr,omitempty"`
+	AccountName string `json:"account_name,omitempty"`
 	// OAuthURL starts WeChat's web authorisation (the oauth method, inside
 	// WeChat's browser); the client adds ?return_to=.
 	OAuthURL string `json:"oauth_url,omitempty"`
@@ -237,18 +257,45 @@ func (a *API) createScene(c echo.Context) error {
 		oauthURL = base + "/oauth"
 	}
 	return c.JSON(http.StatusCreated, SceneCreated{
-		OAuthURL:  oauthURL,
-		SceneID:   sc.ID,
-		Secret:    ns.Secret,
-		Status:    sc.Status,
-		QRURL:     sc.QRURL,
-		QRImage:   base + "/qr.png",
-		ExpiresAt: sc.ExpiresAt.UTC(),
-		ExpiresIn: int(ttl / time.Second),
-		Interval:  int(a.svc.Interval() / time.Second),
-		EventsURL: base + "/events",
-		StatusURL: base,
+		OAuthURL:    oauthURL,
+		SceneID:     sc.ID,
+		Secret:      ns.Secret,
+		Status:      sc.Status,
+		QRURL:       sc.QRURL,
+		QRImage:     base + "/qr.png",
+		ExpiresAt:   sc.ExpiresAt.UTC(),
+		ExpiresIn:   int(ttl / time.Second),
+		Interval:    int(a.svc.Interval() / time.Second),
+		EventsURL:   base + "/events",
+		StatusURL:   base,
+		Methods:     a.sceneMethods(sc),
+		LoginCode:   sc.LoginCode,
+		FollowQR:    a.codeField(sc, a.cfg.FollowQR),
+		AccountName: a.codeField(sc, a.cfg.AccountName),
 	})
+}
+
+// sceneMethods lists how a new scene can be completed.
+func (a *API) sceneMethods(sc *login.Scene) []string {
+	methods := []string{}
+	if sc.QRURL != "" {
+		methods = append(methods, "qr")
+	}
+	if sc.LoginCode != "" {
+		methods = append(methods, "code")
+	}
+	if a.cfg.WebAuth != nil {
+		methods = append(methods, "oauth")
+	}
+	return methods
+}
+
+// codeField is v for a scene with a login code, "" otherwise.
+func (a *API) codeField(sc *login.Scene, v string) string {
+	if sc.LoginCode == "" {
+		return ""
+	}
+	return v
 }
 
 // sceneSecret is the scene's secret from the Bearer header or the scene's cookie.
@@ -511,6 +558,40 @@ func (a *API) devScan(c echo.Context) error {
 	text, err := a.cfg.DevScan(ctx, req.SceneID, req.OpenID, req.FirstFollow)
 	if err != nil {
 		return &login.Error{Code: login.EUNAVAILABLE, Message: "the simulated WeChat callback failed", Err: err}
+	}
+	return c.JSON(http.StatusOK, map[string]string{"reply": text})
+}
+
+// DevCodeRequest asks the demo to act as WeChat for a text message that
+// carries a login code.
+type DevCodeRequest struct {
+	SceneID string `json:"scene_id"`
+	Code    string `json:"code"`
+	OpenID  string `json:"openid,omitempty"`
+}
+
+// devSendCode sends the code, as WeChat would post the person's message,
+// to our own webhook. The scene's secret is required as for /dev/scan, so
+// the demo page can only act for its own scene; the text sent is what the
+// page gives, so a wrong code shows the miss reply.
+func (a *API) devSendCode(c echo.Context) error {
+	var req DevCodeRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	if _, err := a.svc.Authorize(ctx, req.SceneID, sceneSecret(c, req.SceneID)); err != nil {
+		return err
+	}
+	if req.OpenID == "" {
+		req.OpenID = DemoOpenID
+	}
+	if len(req.OpenID) > 64 || len(req.Code) > 64 {
+		return login.Errorf(login.EINVALID, "openid or code is too long")
+	}
+	text, err := a.cfg.DevSendCode(ctx, req.OpenID, req.Code)
+	if err != nil {
+		return &login.Error{Code: login.EUNAVAILABLE, Message: "the simulated WeChat message failed", Err: err}
 	}
 	return c.JSON(http.StatusOK, map[string]string{"reply": text})
 }

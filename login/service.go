@@ -36,6 +36,7 @@ type Service struct {
 	interval     time.Duration
 	confirmLinks bool
 	methods      Methods
+	misses       MissPolicy
 	webAuth      WebAuthExchanger
 	unionIDs     *unionIDLookups
 	// endSessions, when set, ends a user's sessions when they unfollow the
@@ -70,6 +71,10 @@ func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.log = l } }
 // only the confirm page makes it "confirmed".
 func WithConfirmLinks(on bool) Option { return func(s *Service) { s.confirmLinks = on } }
 
+// WithMissPolicy sets when wrong login codes lock a sender out (default
+// DefaultMissPolicy).
+func WithMissPolicy(p MissPolicy) Option { return func(s *Service) { s.misses = p } }
+
 // WithMethods sets the login methods on offer (default: QR only). Without
 // QR, scene creation asks WeChat for nothing.
 func WithMethods(m Methods) Option { return func(s *Service) { s.methods = m } }
@@ -96,6 +101,7 @@ func NewService(store Store, notifier Notifier, qr QRIssuer, opts ...Option) *Se
 		qrTTL:    DefaultQRTTL,
 		interval: DefaultInterval,
 		methods:  Methods{QR: true},
+		misses:   DefaultMissPolicy,
 	}
 	for _, o := range opts {
 		o(s)
@@ -172,7 +178,7 @@ func (s *Service) CreateScene(ctx context.Context, meta ClientMeta) (*NewScene, 
 		ClientIP:   meta.IP,
 		UserAgent:  truncate(meta.UserAgent, 256),
 	}
-	if err := s.store.CreateScene(ctx, sc); err != nil {
+	if err := s.storeScene(ctx, sc); err != nil {
 		return nil, fmt.Errorf("create scene: %w", err)
 	}
 	return &NewScene{Scene: sc, Secret: secret}, nil
@@ -331,7 +337,7 @@ func (s *Service) Confirm(ctx context.Context, id Identification) (Result, error
 }
 
 func (s *Service) decideConfirm(rs ReadSet, id Identification, now time.Time) (WriteSet, Result) {
-	res := Result{HandledAt: now}
+	res := Result{HandledAt: now, Method: id.Method, SceneID: id.SceneID}
 	sc := rs.Scene
 	if sc == nil || sc.StatusAt(now) == StatusExpired {
 		res.Outcome = OutcomeExpired
