@@ -6,15 +6,11 @@ package main
 // Every test runs on bbolt and on Redis, in plain and safe (AES) mode.
 
 import (
-	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/cookiejar"
-	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,27 +18,6 @@ import (
 	"wxlogin/login"
 	"wxlogin/wechat"
 )
-
-// codeScene is the answer to POST /login/scenes with the code method on.
-type codeScene struct {
-	sceneInfo
-	Methods     []string `json:"methods"`
-	LoginCode   string   `json:"login_code"`
-	FollowQR    string   `json:"follow_qr"`
-	AccountName string   `json:"account_name"`
-}
-
-func createCodeScene(t testing.TB, base string) codeScene {
-	t.Helper()
-	var s codeScene
-	if r := apiCall(t, http.MethodPost, base+"/api/v1/login/scenes", "", nil, &s); r.StatusCode != http.StatusCreated {
-		t.Fatalf("create scene: %d", r.StatusCode)
-	}
-	if c, ok := login.ParseLoginCode(s.LoginCode); !ok || c != s.LoginCode {
-		t.Fatalf("login_code %q has not the code's shape", s.LoginCode)
-	}
-	return s
-}
 
 // codeSetups are the deployments every code-login test runs on.
 func codeSetups(t *testing.T) []struct {
@@ -64,27 +39,6 @@ func codeSetups(t *testing.T) []struct {
 		{"redis/plain", redisEnv(), ""},
 		{"redis/aes", with(redisEnv(), "WECHAT_AES_KEY", aesKey), aesKey},
 	}
-}
-
-var msgIDs atomic.Int64
-
-func init() { msgIDs.Store(time.Now().UnixNano()) }
-
-// sendText posts a signed text message as WeChat would; msgID 0 draws a new one.
-func sendText(t testing.TB, sim *wechat.Simulator, openID, content string, msgID int64) (wechat.Reply, int64) {
-	t.Helper()
-	if msgID == 0 {
-		msgID = msgIDs.Add(1)
-	}
-	r, err := sim.Send(context.Background(), wechat.TextMessage(openID, content, msgID, time.Now()))
-	if err != nil || r.Status != http.StatusOK {
-		t.Fatalf("send text %q: %+v %v", content, r, err)
-	}
-	return r, msgID
-}
-
-func codeSimulator(srv *testServer, aesKey string) *wechat.Simulator {
-	return &wechat.Simulator{URL: srv.URL + "/wechat/callback", Token: clusterToken, AppID: demoAppID, AESKey: aesKey}
 }
 
 func TestCodeLoginEndToEnd(t *testing.T) {
@@ -295,28 +249,6 @@ func TestCodesUniqueAcrossInstances(t *testing.T) {
 	if len(seen) != 2*perInstance {
 		t.Fatalf("%d distinct codes for %d scenes", len(seen), 2*perInstance)
 	}
-}
-
-// labelledMetric reads one sample, named with its labels as /metrics
-// writes them (0 when the series does not exist).
-func labelledMetric(t testing.TB, base, series string) float64 {
-	t.Helper()
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	for _, line := range strings.Split(string(raw), "\n") {
-		if v, ok := strings.CutPrefix(line, series+" "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err != nil {
-				t.Fatalf("metric %s: %v", series, err)
-			}
-			return f
-		}
-	}
-	return 0
 }
 
 func decodeJSON(t testing.TB, resp *http.Response, out any) {

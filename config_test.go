@@ -49,17 +49,6 @@ func TestLoginMethodsConfig(t *testing.T) {
 	}
 }
 
-// with returns a copy of env with k set to v.
-func with(env map[string]string, k, v string) map[string]string {
-	out := map[string]string{k: v}
-	for key, val := range env {
-		if key != k {
-			out[key] = val
-		}
-	}
-	return out
-}
-
 // TestForwardAndCodePageConfig: the forwarding target and the code method's
 // page settings are checked at start; a bad one names its variable.
 func TestForwardAndCodePageConfig(t *testing.T) {

@@ -9,7 +9,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/xml"
 	"fmt"
 	"io"
 	"net"
@@ -22,110 +21,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/silenceper/wechat/v2/officialaccount/message"
 	"github.com/silenceper/wechat/v2/util"
-
 	"wxlogin/wechat"
 )
-
-// siteHandler is the account's existing handler: it verifies WeChat's
-// signature with the shared token (and msg_signature, then decrypts, in
-// safe mode) and answers with a text reply naming what it got.
-type siteHandler struct {
-	t      testing.TB
-	aesKey string
-	appID  string
-	// respond, when set, replaces the normal answer.
-	respond func(w http.ResponseWriter, r *http.Request)
-
-	mu       sync.Mutex
-	got      []siteRequest
-	inFlight atomic.Int64
-	peak     atomic.Int64
-}
-
-type siteRequest struct {
-	rawQuery string
-	body     []byte
-	msg      message.MixMessage // decrypted in safe mode
-	answer   []byte
-}
-
-func newSiteHandler(t testing.TB, aesKey string) (*siteHandler, *httptest.Server) {
-	h := &siteHandler{t: t, aesKey: aesKey, appID: demoAppID}
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	return h, srv
-}
-
-func (h *siteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	n := h.inFlight.Add(1)
-	defer h.inFlight.Add(-1)
-	for p := h.peak.Load(); n > p && !h.peak.CompareAndSwap(p, n); p = h.peak.Load() {
-	}
-	body, _ := io.ReadAll(r.Body)
-	q := r.URL.Query()
-	if q.Get("signature") != util.Signature(clusterToken, q.Get("timestamp"), q.Get("nonce")) {
-		http.Error(w, "bad signature", http.StatusForbidden)
-		h.t.Errorf("site handler got a request WeChat did not sign")
-		return
-	}
-	plain := body
-	if q.Get("encrypt_type") == "aes" {
-		var env message.EncryptedXMLMsg
-		if err := xml.Unmarshal(body, &env); err != nil ||
-			q.Get("msg_signature") != util.Signature(clusterToken, q.Get("timestamp"), q.Get("nonce"), env.EncryptedMsg) {
-			http.Error(w, "bad msg_signature", http.StatusForbidden)
-			h.t.Errorf("site handler: bad msg_signature")
-			return
-		}
-		_, dec, err := util.DecryptMsg(h.appID, env.EncryptedMsg, h.aesKey)
-		if err != nil {
-			h.t.Errorf("site handler cannot decrypt: %v", err)
-			return
-		}
-		plain = dec
-	}
-	var msg message.MixMessage
-	if err := xml.Unmarshal(plain, &msg); err != nil {
-		h.t.Errorf("site handler: %v", err)
-	}
-	req := siteRequest{rawQuery: r.URL.RawQuery, body: body, msg: msg}
-	if h.respond != nil {
-		h.record(req)
-		h.respond(w, r)
-		return
-	}
-	// A text reply, encrypted in safe mode as the handler would (the relay
-	// does not look inside either way).
-	req.answer = []byte(fmt.Sprintf("<xml><ToUserName><![CDATA[%s]]></ToUserName><FromUserName><![CDATA[%s]]></FromUserName>"+
-		"<CreateTime>%d</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[site saw %s %s]]></Content></xml>",
-		msg.FromUserName, msg.ToUserName, time.Now().Unix(), msg.MsgType, msg.Event))
-	if h.aesKey != "" {
-		enc, err := util.EncryptMsg([]byte("0123456789abcdef"), req.answer, h.appID, h.aesKey)
-		if err != nil {
-			h.t.Errorf("site handler cannot encrypt: %v", err)
-		}
-		ts := time.Now().Unix()
-		req.answer, _ = xml.Marshal(message.ResponseEncryptedXMLMsg{EncryptedMsg: string(enc), Nonce: "site1",
-			Timestamp: ts, MsgSignature: util.Signature(clusterToken, fmt.Sprint(ts), "site1", string(enc))})
-	}
-	h.record(req)
-	w.Header().Set("Content-Type", "application/xml; charset=utf-8")
-	_, _ = w.Write(req.answer)
-}
-
-func (h *siteHandler) record(r siteRequest) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.got = append(h.got, r)
-}
-
-func (h *siteHandler) requests() []siteRequest {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return append([]siteRequest(nil), h.got...)
-}
 
 // sendForwardable sends a push the simulator has no helper for (clicks, locations).
 func sendForwardable(t testing.TB, sim *wechat.Simulator, ev wechat.Event) (wechat.Reply, *http.Request, []byte) {

@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -419,27 +418,6 @@ func TestUnionIDForScans(t *testing.T) {
 	const openID = "oUNION_healthy_00000000001"
 	_, token = login(openID)
 	waitFor(t, 5*time.Second, "the unionid is kept", func() bool { return unionOf(token) == wechat.DemoUnionID(openID) })
-}
-
-// metricOrZero reads one sample from /metrics; 0 when the series is not there yet.
-func metricOrZero(t testing.TB, base, series string) float64 {
-	t.Helper()
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	for _, line := range strings.Split(string(raw), "\n") {
-		if v, ok := strings.CutPrefix(line, series+" "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err != nil {
-				t.Fatalf("metric %s: %v", series, err)
-			}
-			return f
-		}
-	}
-	return 0
 }
 
 // TestOAuthConfig: the oauth method needs WXLOGIN_PUBLIC_URL with a real

@@ -72,7 +72,7 @@ func shutdownLosesNothing(t *testing.T, bin string) {
 
 	cs.signal(syscall.SIGTERM)
 	start := time.Now()
-	waitUntil(t, 5*time.Second, "the shutdown to begin", func() bool { return cs.logsContain(`"msg":"shutting down"`) })
+	waitFor(t, 5*time.Second, "the shutdown to begin", func() bool { return cs.logsContain(`"msg":"shutting down"`) })
 
 	// Every stream gets a final retry hint, then ends.
 	for i, st := range streams {
@@ -263,32 +263,6 @@ func reopenChecked(t *testing.T, path string) *storage.Bolt {
 		t.Errorf("bbolt consistency check: %v", err)
 	}
 	return store
-}
-
-func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// NextAny returns the next event, bare retry hints included (Next skips them).
-func (s *sseStream) NextAny(t testing.TB, timeout time.Duration) sseEvent {
-	t.Helper()
-	select {
-	case ev, ok := <-s.events:
-		if !ok {
-			t.Fatalf("stream ended while waiting for an event")
-		}
-		return ev
-	case <-time.After(timeout):
-		t.Fatalf("no event within %s", timeout)
-	}
-	return sseEvent{}
 }
 
 // TestReadinessIgnoresWeChat: WeChat's API failing makes scene creation

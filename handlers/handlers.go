@@ -302,16 +302,21 @@ func (a *API) codeField(sc *login.Scene, v string) string {
 }
 
 // sceneSecret is the scene's secret from the Bearer header or the scene's cookie.
-func sceneSecret(c echo.Context, id string) string {
+func sceneSecret(c echo.Context, id string) string { return bearerOrCookie(c, "wxl_"+id) }
+
+// bearerOrCookie is the credential a request carries: its Bearer token, else
+// the value of the named cookie (what a browser page has), else "".
+func bearerOrCookie(c echo.Context, cookie string) string {
 	if t := bearer(c); t != "" {
 		return t
 	}
-	if ck, err := c.Cookie("wxl_" + id); err == nil {
+	if ck, err := c.Cookie(cookie); err == nil {
 		return ck.Value
 	}
 	return ""
 }
 
+// bearer is the token of an "Authorization: Bearer" header, or "".
 func bearer(c echo.Context) string {
 	h := c.Request().Header.Get("Authorization")
 	if len(h) > 7 && strings.EqualFold(h[:7], "Bearer ") {
@@ -507,15 +512,8 @@ func (a *API) exchange(c echo.Context) error {
 		ExpiresIn: int(l.ExpiresIn / time.Second), User: l.User})
 }
 
-func sessionToken(c echo.Context) string {
-	if t := bearer(c); t != "" {
-		return t
-	}
-	if ck, err := c.Cookie(sessionCookie); err == nil {
-		return ck.Value
-	}
-	return ""
-}
+// sessionToken is the session's token from the Bearer header or the session cookie.
+func sessionToken(c echo.Context) string { return bearerOrCookie(c, sessionCookie) }
 
 func (a *API) me(c echo.Context) error {
 	u, err := a.svc.Me(c.Request().Context(), sessionToken(c))

@@ -22,6 +22,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
+	"wxlogin/internal/random"
 	"wxlogin/login"
 )
 
@@ -259,7 +260,7 @@ func (a *API) devAuthorize(c echo.Context) error {
 // allowed by a fresh nonce, forms post only to us (and the redirects that
 // follow stay on the origins a browser may return to), no framing.
 func (a *API) webAuthPage(c echo.Context, status int, v webAuthView) error {
-	v.Nonce = randomNonce()
+	v.Nonce = random.Token(16)
 	var buf bytes.Buffer
 	if err := webAuthTemplate.Execute(&buf, v); err != nil {
 		return &login.Error{Code: login.EINTERNAL, Message: "cannot render the page", Err: err}

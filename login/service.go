@@ -3,7 +3,6 @@ package login
 import (
 	"context"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
@@ -12,6 +11,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"wxlogin/internal/random"
 )
 
 // Defaults of the contract.
@@ -156,8 +157,8 @@ func (s *Service) CreateScene(ctx context.Context, meta ClientMeta) (*NewScene, 
 	if err := s.store.Ping(ctx); err != nil {
 		return nil, fmt.Errorf("create scene: %w", ErrUnavailable("ping storage", err))
 	}
-	id := randomToken(16)
-	secret := randomToken(32)
+	id := random.Token(16)
+	secret := random.Token(32)
 	var qr QR
 	if s.methods.QR {
 		var err error
@@ -383,7 +384,7 @@ func (s *Service) decideConfirm(rs ReadSet, id Identification, now time.Time) (W
 
 // countLogin returns the user with one more login.
 func countLogin(old *User, openID string, now time.Time) *User {
-	u := &User{ID: "u_" + randomToken(12), OpenID: openID, Name: DefaultUserName, FirstLoginAt: now}
+	u := &User{ID: "u_" + random.Token(12), OpenID: openID, Name: DefaultUserName, FirstLoginAt: now}
 	if old != nil {
 		c := *old
 		u = &c
@@ -556,7 +557,7 @@ func (s *Service) Exchange(ctx context.Context, sceneID, secret, code string) (*
 		return nil, Errorf(EINTERNAL, "confirmed scene without a user")
 	}
 	s.notify(ctx, changed)
-	token := randomToken(32)
+	token := random.Token(32)
 	sess := &Session{TokenHash: HashToken(token), OpenID: user.OpenID, UserID: user.ID,
 		CreatedAt: now, ExpiresAt: now.Add(SessionTTL)}
 	if err := s.store.CreateSession(ctx, sess); err != nil {
@@ -675,13 +676,6 @@ func HashToken(token string) string {
 func hashSecret(secret string) []byte {
 	h := sha256.Sum256([]byte(secret))
 	return h[:]
-}
-
-// randomToken returns n random bytes, base64url without padding.
-func randomToken(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms
-	return base64.RawURLEncoding.EncodeToString(b)
 }
 
 func truncate(s string, n int) string {

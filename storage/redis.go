@@ -444,6 +444,9 @@ func score(t time.Time) float64 { return float64(t.UnixMicro()) }
 
 // backoff is a random wait before the next optimistic attempt, growing with
 // the attempt number, so conflicting writers spread out instead of colliding again.
+// It is not the events package's reconnect backoff: that one waits out a Redis
+// that is down (100 ms doubling to seconds, no jitter needed for one subscriber),
+// this one separates writers racing on a WATCHed key (microseconds, random).
 func backoff(attempt int) time.Duration {
 	ceiling := min(time.Duration(attempt)*200*time.Microsecond, redisMaxBackoff)
 	return time.Duration(rand.Int64N(int64(ceiling)) + 1)

@@ -30,7 +30,8 @@ const (
 	MaxClockSkew    = 5 * time.Minute
 	// AnswerWithin is how long a message may wait for storage. WeChat hangs
 	// up after 5 s and retries; answering a little before that, with an
-	// error rather than "success", keeps the retry honest (see commit).
+	// error rather than "success", keeps the retry honest: WeChat sends the
+	// message again instead of taking it as handled.
 	AnswerWithin = 4 * time.Second
 )
 
