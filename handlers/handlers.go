@@ -24,12 +24,13 @@ import (
 	qrcode "github.com/skip2/go-qrcode"
 
 	"wxlogin/events"
+	"wxlogin/internal/iplimit"
 	"wxlogin/login"
 )
 
 // Streams is what the handlers need from the event hub.
 type Streams interface {
-	// Acquire reserves a stream slot for a client, keyed by clientKey.
+	// Acquire reserves a stream slot for a client, keyed by iplimit.Key.
 	Acquire(client string) (release func(), err error)
 	Changed(sceneID string) (<-chan struct{}, func())
 	Serve(w http.ResponseWriter, r *http.Request, req events.StreamRequest)
@@ -91,10 +92,10 @@ type API struct {
 	cfg     Config
 	log     *slog.Logger
 	polls   *pollThrottle
-	creates *ipLimiter
+	creates *iplimit.Limiter
 	// oauthStarts limits how fast one address starts web authorisations:
 	// each stores a state, so it gets the same budget as scene creation.
-	oauthStarts *ipLimiter
+	oauthStarts *iplimit.Limiter
 	secure      bool
 }
 
@@ -106,8 +107,8 @@ func New(svc *login.Service, streams Streams, cfg Config) *echo.Echo {
 	a := &API{
 		svc: svc, streams: streams, cfg: cfg, log: cfg.Log,
 		polls:       newPollThrottle(svc.Interval()),
-		creates:     newIPLimiter(cfg.SceneRate),
-		oauthStarts: newIPLimiter(cfg.SceneRate),
+		creates:     iplimit.New(cfg.SceneRate),
+		oauthStarts: iplimit.New(cfg.SceneRate),
 		secure:      strings.HasPrefix(cfg.PublicURL, "https://"),
 	}
 	e := echo.New()
@@ -235,7 +236,7 @@ type SceneCreated struct {
 
 func (a *API) createScene(c echo.Context) error {
 	ip := c.RealIP()
-	if wait, ok := a.creates.allow(clientKey(ip)); !ok {
+	if wait, ok := a.creates.Allow(ip, time.Now()); !ok {
 		return &login.Error{Code: login.ERATELIMITED, Message: "too many new scenes from your address; slow down", RetryAfter: wait}
 	}
 	ns, err := a.svc.CreateScene(c.Request().Context(), login.ClientMeta{IP: ip, UserAgent: c.Request().UserAgent()})
@@ -358,7 +359,7 @@ func (a *API) pollScene(c echo.Context) error {
 
 // longPoll waits until the scene changes (on any instance) or wait passes.
 func (a *API) longPoll(c echo.Context, id, secret string, first login.View, wait time.Duration) (login.View, error) {
-	release, err := a.streams.Acquire(clientKey(c.RealIP()))
+	release, err := a.streams.Acquire(iplimit.Key(c.RealIP()))
 	if err != nil {
 		return login.View{}, err
 	}
@@ -409,7 +410,7 @@ func (a *API) streamScene(c echo.Context) error {
 	if err != nil || !ok {
 		return err
 	}
-	release, err := a.streams.Acquire(clientKey(c.RealIP()))
+	release, err := a.streams.Acquire(iplimit.Key(c.RealIP()))
 	if err != nil {
 		return err
 	}

@@ -118,7 +118,7 @@ func (a *API) startWebAuth(c echo.Context) error {
 	if err != nil {
 		return a.badReturnTo(c)
 	}
-	if wait, ok := a.oauthStarts.allow(c.RealIP()); !ok {
+	if wait, ok := a.oauthStarts.Allow(c.RealIP(), time.Now()); !ok {
 		c.Response().Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(wait.Seconds())))))
 		return a.webAuthPage(c, http.StatusTooManyRequests, webAuthView{Title: "请稍后再试 / Try again shortly",
 			Message: "登录请求过于频繁, 请稍后再试。 Too many login attempts from your address; try again in a moment."})
