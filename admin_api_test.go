@@ -14,29 +14,6 @@ import (
 	"wxlogin/wechat"
 )
 
-const testAdminToken = "admin-token-for-tests-0123456789abcdef"
-
-// loginAs runs one whole login of openID on srv (scene, signed scan, poll,
-// code exchange) and returns the session.
-func loginAs(t *testing.T, srv *testServer, openID string) tokenBody {
-	t.Helper()
-	sc := createScene(t, srv.URL)
-	reply, err := (&wechat.Simulator{URL: srv.URL + "/wechat/callback", Token: "test-callback-token", AppID: demoAppID}).
-		Send(context.Background(), wechat.ScanEvent(sc.SceneID, openID, false, time.Now()))
-	if err != nil || !strings.Contains(reply.Text, "登录成功") {
-		t.Fatalf("scan: %+v, %v", reply, err)
-	}
-	var v viewBody
-	if r := apiCall(t, http.MethodGet, srv.URL+"/api/v1/login/scenes/"+sc.SceneID, sc.Secret, nil, &v); r.StatusCode != 200 || v.Code == "" {
-		t.Fatalf("poll: %d %+v", r.StatusCode, v)
-	}
-	var tok tokenBody
-	if r := apiCall(t, http.MethodPost, srv.URL+"/api/v1/login/token", sc.Secret, map[string]string{"scene_id": sc.SceneID, "code": v.Code}, &tok); r.StatusCode != 200 {
-		t.Fatalf("exchange: %d", r.StatusCode)
-	}
-	return tok
-}
-
 type userRecordBody struct {
 	ID         string `json:"id"`
 	OpenID     string `json:"openid"`

@@ -15,7 +15,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"maps"
@@ -23,8 +22,6 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -32,13 +29,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/page"
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 )
-
-// browserTestTimeout bounds one browser test from Chromium's start to its end.
-const browserTestTimeout = 60 * time.Second
 
 // TestBrowserStream: the page waits over EventSource; a signed WeChat
 // callback (the simulate button) logs the person in, and a second round
@@ -262,239 +254,6 @@ const otherOriginPage = `<!doctype html><meta charset="utf-8">
 </script>`
 
 // --- the browser --------------------------------------------------------
-
-// browser is one headless Chromium with one tab.
-type browser struct {
-	t   *testing.T
-	ctx context.Context
-
-	mu     sync.Mutex
-	errors []string // uncaught exceptions and console errors of the page
-}
-
-// chromiumPath is Debian's Chromium unless WXLOGIN_CHROMIUM names another.
-func chromiumPath() string {
-	if p := os.Getenv("WXLOGIN_CHROMIUM"); p != "" {
-		return p
-	}
-	return "/usr/bin/chromium"
-}
-
-// startBrowser starts Chromium with a fresh profile and a phone-sized window,
-// or fails the test saying why. It stops at cleanup.
-func startBrowser(t *testing.T) *browser {
-	t.Helper()
-	path := chromiumPath()
-	if _, err := os.Stat(path); err != nil {
-		t.Fatalf("Chromium not found at %s: %v\n"+
-			"The browser tests need it: apt-get install -y chromium (.ci/run does this), or set WXLOGIN_CHROMIUM.", path, err)
-	}
-	var output syncBuffer
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(path),
-		chromedp.NoSandbox, // root in a container
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.NoFirstRun,
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.CombinedOutput(&output),
-	)
-	// The deadline bounds the whole test: it ends the browser with it.
-	ctx, cancel := context.WithTimeout(context.Background(), browserTestTimeout)
-	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
-	bctx, cancelTab := chromedp.NewContext(actx)
-	t.Cleanup(func() {
-		cancelTab()
-		cancelAlloc() // waits for the process to exit
-		cancel()
-	})
-	b := &browser{t: t, ctx: bctx}
-	if err := chromedp.Do(bctx); err != nil {
-		t.Fatalf("cannot start Chromium (%s): %v\nits output:\n%s", path, err, output.String())
-	}
-	if err := chromedp.Listen(bctx, b.record); err != nil {
-		t.Fatalf("listen to the page: %v", err)
-	}
-	// The page runs under a strict CSP; a violation is a bug in the page.
-	b.beforeEachPage(`document.addEventListener("securitypolicyviolation",
-		(e) => console.error("CSP violation: " + e.violatedDirective + " " + e.blockedURI));`)
-	return b
-}
-
-// record keeps the page's uncaught exceptions and console errors. It runs on
-// chromedp's reading goroutine, so it only appends.
-func (b *browser) record(ev any) {
-	var msg string
-	switch ev := ev.(type) {
-	case *runtime.EventExceptionThrown:
-		d := ev.ExceptionDetails
-		msg = "uncaught: " + d.Text
-		if d.Exception != nil {
-			msg += " " + d.Exception.Description
-		}
-	case *runtime.EventConsoleAPICalled:
-		if ev.Type != runtime.ConsoleAPICalledTypeError {
-			return
-		}
-		var parts []string
-		for _, a := range ev.Args {
-			if a.Description != "" {
-				parts = append(parts, a.Description)
-			} else {
-				parts = append(parts, string(a.Value))
-			}
-		}
-		msg = "console.error: " + strings.Join(parts, " ")
-	default:
-		return
-	}
-	b.mu.Lock()
-	b.errors = append(b.errors, msg)
-	b.mu.Unlock()
-}
-
-func (b *browser) pageErrors() []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return append([]string(nil), b.errors...)
-}
-
-func (b *browser) expectNoPageErrors() {
-	b.t.Helper()
-	for _, e := range b.pageErrors() {
-		b.t.Errorf("page: %s", e)
-	}
-}
-
-// beforeEachPage runs the script at the start of every document of the tab.
-func (b *browser) beforeEachPage(script string) {
-	b.t.Helper()
-	if _, err := chromedp.Call(b.ctx, page.AddScriptToEvaluateOnNewDocument,
-		page.AddScriptToEvaluateOnNewDocumentParams{Source: script}); err != nil {
-		b.t.Fatalf("add script: %v", err)
-	}
-}
-
-// open shows the page on a phone-sized screen (the page is also what a
-// person sees in WeChat's own browser).
-func (b *browser) open(u string) {
-	b.t.Helper()
-	if err := chromedp.Do(b.ctx, chromedp.EmulateViewport(400, 860, chromedp.EmulateScale(2)), chromedp.Navigate(u)); err != nil {
-		b.t.Fatalf("open %s: %v", u, err)
-	}
-}
-
-// waitJS waits until the expression is true, or fails with what the page shows.
-func (b *browser) waitJS(expr string, timeout time.Duration) {
-	b.t.Helper()
-	_, err := chromedp.Run(b.ctx, chromedp.Poll[bool](expr,
-		chromedp.WithPollingTimeout(timeout), chromedp.WithPollingInterval(50*time.Millisecond)))
-	if err != nil {
-		b.t.Fatalf("waiting for %s: %v\n%s", expr, err, b.describe())
-	}
-}
-
-// describe is what the page shows, for a failure message.
-func (b *browser) describe() string {
-	ctx, cancel := context.WithTimeout(b.ctx, 2*time.Second)
-	defer cancel()
-	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](
-		`"status=" + document.body.dataset.status + " mode=" + document.body.dataset.mode +
-		 " text=" + document.getElementById("status").textContent`))
-	if err != nil {
-		s = "(cannot read the page: " + err.Error() + ")"
-	}
-	return fmt.Sprintf("page: %s\npage errors: %q", s, b.pageErrors())
-}
-
-func (b *browser) evalString(expr string) string {
-	b.t.Helper()
-	s, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](expr))
-	if err != nil {
-		b.t.Fatalf("evaluate %s: %v", expr, err)
-	}
-	return s
-}
-
-// click clicks the element once it is visible and enabled.
-func (b *browser) click(selector string) {
-	b.t.Helper()
-	b.waitJS(fmt.Sprintf(`(() => { const e = document.querySelector(%q); return !!e && !e.disabled && e.offsetParent !== null; })()`, selector), 10*time.Second)
-	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
-	defer cancel()
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(selector))); err != nil {
-		b.t.Fatalf("click %s: %v\n%s", selector, err, b.describe())
-	}
-}
-
-// waitPending waits for a loaded QR code of a waiting scene and returns the scene id.
-func (b *browser) waitPending() string {
-	b.t.Helper()
-	b.waitJS(`document.body.dataset.status === "pending" && !!document.getElementById("qr").dataset.scene &&
-		document.getElementById("qr").complete && document.getElementById("qr").naturalWidth > 0`, 15*time.Second)
-	return b.evalString(`document.getElementById("qr").dataset.scene`)
-}
-
-// waitNewScene waits for a QR code of a scene other than old.
-func (b *browser) waitNewScene(old string) string {
-	b.t.Helper()
-	b.waitJS(fmt.Sprintf(`(() => { const q = document.getElementById("qr");
-		return !!q.dataset.scene && q.dataset.scene !== %q && q.complete && q.naturalWidth > 0; })()`, old), 15*time.Second)
-	return b.evalString(`document.getElementById("qr").dataset.scene`)
-}
-
-// waitLoggedIn waits for the page to greet the demo user with the count.
-func (b *browser) waitLoggedIn(count int) {
-	b.t.Helper()
-	b.waitJS(`document.body.dataset.status === "logged-in"`, 15*time.Second)
-	text := b.evalString(`document.getElementById("status").textContent`)
-	zh := fmt.Sprintf("微信用户, 登录成功! 这是你第 %d 次登录", count)
-	en := fmt.Sprintf("Logged in as 微信用户, for the %s time", ordinal(count))
-	if !strings.Contains(text, zh) || !strings.Contains(text, en) {
-		b.t.Errorf("status text %q; want %q and %q", text, zh, en)
-	}
-	if got := b.evalString(`document.getElementById("user-count").textContent`); got != fmt.Sprint(count) {
-		b.t.Errorf("user card count %q; want %d", got, count)
-	}
-}
-
-func ordinal(n int) string {
-	switch {
-	case n%100 >= 11 && n%100 <= 13:
-		return fmt.Sprintf("%dth", n)
-	case n%10 == 1:
-		return fmt.Sprintf("%dst", n)
-	case n%10 == 2:
-		return fmt.Sprintf("%dnd", n)
-	case n%10 == 3:
-		return fmt.Sprintf("%drd", n)
-	}
-	return fmt.Sprintf("%dth", n)
-}
-
-// screenshot saves the visible page as a PNG and checks it is a real image.
-func (b *browser) screenshot(name string) {
-	b.t.Helper()
-	png, err := chromedp.Run(b.ctx, chromedp.CaptureScreenshot())
-	if err != nil {
-		b.t.Fatalf("screenshot %s: %v", name, err)
-	}
-	if len(png) < 1000 || !bytes.HasPrefix(png, []byte("\x89PNG\r\n\x1a\n")) {
-		b.t.Fatalf("screenshot %s: %d bytes, not a PNG of a page", name, len(png))
-	}
-	dir := os.Getenv("WXLOGIN_SCREENSHOT_DIR")
-	if dir == "" {
-		dir = b.t.TempDir()
-	}
-	file := filepath.Join(dir, name+".png")
-	if err := os.WriteFile(file, png, 0o644); err != nil {
-		b.t.Fatalf("save screenshot: %v", err)
-	}
-	b.t.Logf("screenshot: %s (%d bytes)", file, len(png))
-}
 
 // --- the recording proxy -------------------------------------------------
 
@@ -733,5 +492,42 @@ func TestStaticFiles(t *testing.T) {
 		if resp := apiCall(t, http.MethodGet, srv.URL+path, "", nil, nil); resp.StatusCode != http.StatusNotFound {
 			t.Errorf("GET %s: %d; want 404", path, resp.StatusCode)
 		}
+	}
+}
+
+// TestBrowserCodeLogin: the page shows the login code beside the QR code
+// when both methods are on, and the code alone (no QR) with only the code
+// method; "simulate sending the code" sends the person's signed message to
+// the webhook and the page logs in.
+func TestBrowserCodeLogin(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		methods string
+		qrShown bool
+	}{
+		{"side by side", "", true},
+		{"code only", "code", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := startTestServer(t, map[string]string{"WXLOGIN_METHODS": tc.methods, "WXLOGIN_ACCOUNT_NAME": "示例公众号"})
+			b := startBrowser(t)
+			b.open(srv.URL)
+			b.waitJS(`document.body.dataset.status === "pending" && /^\d{6}$/.test(document.getElementById("login-code").textContent)
+				&& !document.getElementById("send-code").hidden`, 15*time.Second)
+			how := b.evalString(`document.getElementById("code-how").textContent`)
+			if !strings.Contains(how, "「示例公众号」") || !strings.Contains(how, "this code to 示例公众号") {
+				t.Errorf("the page does not name the account: %q", how)
+			}
+			qrShown := b.evalString(`String(getComputedStyle(document.getElementById("qr-box")).display !== "none" && !document.getElementById("scan").hidden)`)
+			if qrShown != fmt.Sprint(tc.qrShown) {
+				t.Errorf("QR and its button shown: %s, want %v", qrShown, tc.qrShown)
+			}
+			if tc.qrShown {
+				b.screenshot("code-beside-qr")
+			}
+			b.click("#send-code")
+			b.waitLoggedIn(1)
+			b.expectNoPageErrors()
+		})
 	}
 }

@@ -13,137 +13,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"regexp"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"wxlogin/internal/redistest"
 	"wxlogin/wechat"
 )
-
-const (
-	clusterRedis = "redis://127.0.0.1:6379/0"
-	clusterToken = "test-callback-token" // startTestServer's WECHAT_TOKEN, shared by all instances
-)
-
-// newClusterPrefix returns a Redis key prefix for one test and removes its
-// keys when the test ends (after the instances have stopped: cleanups run in
-// reverse order). It fails, never skips, when Redis does not answer.
-func newClusterPrefix(t *testing.T, redisURL string) string {
-	t.Helper()
-	return redistest.Prefix(t, redistest.Client(t, redisURL))
-}
-
-// startCluster runs n instances on one Redis prefix, each on its own port
-// (and an unused bbolt path of its own).
-func startCluster(t *testing.T, n int, redisURL, prefix string, extra map[string]string) []*testServer {
-	t.Helper()
-	env := map[string]string{
-		"WXLOGIN_REDIS_URL":          redisURL,
-		"WXLOGIN_REDIS_PREFIX":       prefix,
-		"WECHAT_TOKEN":               clusterToken,
-		"WXLOGIN_SCENE_RATE":         "0",
-		"WXLOGIN_MAX_STREAMS_PER_IP": "0",
-	}
-	for k, v := range extra {
-		env[k] = v
-	}
-	servers := make([]*testServer, n)
-	for i := range servers {
-		servers[i] = startTestServer(t, env)
-	}
-	return servers
-}
-
-// wechatAt plays WeChat's servers posting to one instance's webhook.
-func wechatAt(s *testServer) *wechat.Simulator {
-	return &wechat.Simulator{URL: s.URL + "/wechat/callback", Token: clusterToken, AppID: demoAppID}
-}
-
-var countInReply = regexp.MustCompile(`第 (\d+) 次`)
-
-// replyCount reads the login count from a confirmed scan's reply text.
-func replyCount(t testing.TB, text string) int {
-	t.Helper()
-	m := countInReply.FindStringSubmatch(text)
-	if m == nil {
-		t.Fatalf("reply %q carries no login count", text)
-	}
-	n, _ := strconv.Atoi(m[1])
-	return n
-}
-
-// statusView is the poll answer and every event's data.
-type statusView struct {
-	SceneID string `json:"scene_id"`
-	Status  string `json:"status"`
-	Code    string `json:"code"`
-	User    *struct {
-		ID         string `json:"id"`
-		LoginCount int    `json:"login_count"`
-	} `json:"user"`
-}
-
-func decodeView(t testing.TB, data string) statusView {
-	t.Helper()
-	var v statusView
-	if err := json.Unmarshal([]byte(data), &v); err != nil {
-		t.Fatalf("decode %q: %v", data, err)
-	}
-	return v
-}
-
-// metricValue reads one unlabelled sample from an instance's /metrics.
-func metricValue(t testing.TB, base, name string) float64 {
-	t.Helper()
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	for _, line := range strings.Split(string(raw), "\n") {
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err != nil {
-				t.Fatalf("metric %s: %v", name, err)
-			}
-			return f
-		}
-	}
-	t.Fatalf("metric %s not found on %s", name, base)
-	return 0
-}
-
-// waitFor polls cond every 20 ms until it holds or timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, timeout)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func exchange(t testing.TB, base, sceneID, secret, code string) (*http.Response, map[string]any) {
-	t.Helper()
-	var out map[string]any
-	resp := apiCall(t, http.MethodPost, base+"/api/v1/login/token", secret,
-		map[string]string{"scene_id": sceneID, "code": code}, &out)
-	return resp, out
-}
 
 // TestClusterOneLoginAcrossInstances: scene on A, stream on B, long-poll on
 // C, WeChat's callback to A (and its retry to B); the code works once.
@@ -348,16 +226,6 @@ func TestClusterManyLoginsWithRetries(t *testing.T) {
 	}
 }
 
-// pollScene reads a scene's current view once.
-func pollScene(t testing.TB, base string, sc sceneInfo) statusView {
-	t.Helper()
-	var v statusView
-	if r := apiCall(t, http.MethodGet, base+"/api/v1/login/scenes/"+sc.SceneID, sc.Secret, nil, &v); r.StatusCode != http.StatusOK {
-		t.Fatalf("poll %s on %s: %d", sc.SceneID, base, r.StatusCode)
-	}
-	return v
-}
-
 // TestClusterRedisOutage: a Redis of the test's own (persisting to its
 // directory) is stopped under two instances and started again. Meanwhile
 // /readyz and requests answer 503 with the JSON error and WeChat's callback
@@ -455,68 +323,6 @@ func TestClusterRedisOutage(t *testing.T) {
 	if n := body["user"].(map[string]any)["login_count"].(float64); n != 3 {
 		t.Fatalf("count after the outage = %v, want 3", n)
 	}
-}
-
-// redisServer is a redis-server of the test's own on a free port, with an
-// append-only file in a temporary directory so its data survives a restart.
-type redisServer struct {
-	port string
-	dir  string
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-func (r *redisServer) url() string { return "redis://127.0.0.1:" + r.port + "/0" }
-
-func startRedisServer(t *testing.T) *redisServer {
-	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Fatalf("redis-server is not installed (%v); the outage test runs a Redis of its own: apt-get install -y redis-server", err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	ln.Close()
-	r := &redisServer{port: port, dir: t.TempDir()}
-	r.start(t)
-	t.Cleanup(func() {
-		if r.cmd != nil {
-			r.stop(t)
-		}
-	})
-	return r
-}
-
-func (r *redisServer) start(t *testing.T) {
-	t.Helper()
-	cmd := exec.Command("redis-server", "--port", r.port, "--bind", "127.0.0.1", "--save", "",
-		"--appendonly", "yes", "--appendfsync", "always", "--dir", r.dir, "--logfile", filepath.Join(r.dir, "redis.log"))
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start redis-server: %v", err)
-	}
-	r.cmd, r.done = cmd, make(chan struct{})
-	go func() { cmd.Wait(); close(r.done) }()
-	opt, _ := redis.ParseURL(r.url())
-	rdb := redis.NewClient(opt)
-	defer rdb.Close()
-	waitFor(t, 10*time.Second, "redis-server on port "+r.port+" answers", func() bool {
-		return rdb.Ping(context.Background()).Err() == nil
-	})
-}
-
-// stop ends the server (SIGTERM: it finishes its append-only file) and waits.
-func (r *redisServer) stop(t *testing.T) {
-	t.Helper()
-	_ = r.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-r.done:
-	case <-time.After(10 * time.Second):
-		_ = r.cmd.Process.Kill()
-		<-r.done
-	}
-	r.cmd = nil
 }
 
 // waitNumSub waits until channel has n subscribers.

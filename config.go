@@ -47,6 +47,10 @@ type config struct {
 	AdminToken     string        // WXLOGIN_ADMIN_TOKEN: turns on /api/v1/admin/; "" = off
 	OnUnsubscribe  string        // WXLOGIN_ON_UNSUBSCRIBE: keep | logout
 	Methods        login.Methods // WXLOGIN_METHODS
+	FollowQR       string        // WXLOGIN_FOLLOW_QR: image of the account's follow QR, shown beside the login code
+	AccountName    string        // WXLOGIN_ACCOUNT_NAME: the account the page says to send the code to
+	ForwardURL     string        // WXLOGIN_FORWARD_URL: the account's existing handler; "" = none
+	ForwardTimeout time.Duration // WXLOGIN_FORWARD_TIMEOUT
 	UnionID        bool          // WXLOGIN_UNIONID=1: look up unionids with cgi-bin/user/info
 }
 
@@ -80,6 +84,12 @@ func parseMethods(v string) (login.Methods, error) {
 
 // Demo reports whether demo mode is on: exactly when no AppID is configured.
 func (c *config) Demo() bool { return c.AppID == "" }
+
+// demoMode is Demo before the configuration is loaded (main needs it to
+// choose where WeChat's API is).
+func demoMode(getenv func(string) string) bool {
+	return strings.TrimSpace(getenv("WECHAT_APPID")) == ""
+}
 
 // loadConfig reads the environment and flags; a bad value is an error that
 // names the variable.
@@ -156,6 +166,13 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*c
 		c.Methods = m
 	}
 
+	c.FollowQR = str("WXLOGIN_FOLLOW_QR", "")
+	c.AccountName = str("WXLOGIN_ACCOUNT_NAME", "")
+	if c.AccountName == "" && c.Demo() {
+		c.AccountName = "wxlogin 演示公众号 (demo)"
+	}
+	c.ForwardURL = str("WXLOGIN_FORWARD_URL", "")
+	c.ForwardTimeout = dur("WXLOGIN_FORWARD_TIMEOUT", wechat.DefaultForwardTimeout)
 	switch v := str("WXLOGIN_UNIONID", "0"); v {
 	case "0", "1":
 		c.UnionID = v == "1"
@@ -201,6 +218,22 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*c
 		if _, err := url.Parse(c.RedisURL); err != nil {
 			errs = append(errs, fmt.Errorf("WXLOGIN_REDIS_URL: %v", err))
 		}
+	}
+	if c.FollowQR != "" && !imageURL(c.FollowQR) {
+		errs = append(errs, fmt.Errorf("WXLOGIN_FOLLOW_QR=%q: want an absolute http(s) URL of an image, or a path starting with /", c.FollowQR))
+	}
+	if len(c.AccountName) > 64 {
+		errs = append(errs, errors.New("WXLOGIN_ACCOUNT_NAME: at most 64 bytes"))
+	}
+	if c.ForwardURL != "" {
+		if _, err := wechat.ParseForwardURL(c.ForwardURL); err != nil {
+			errs = append(errs, fmt.Errorf("WXLOGIN_FORWARD_URL: %v", err))
+		} else if c.PublicURL != "" && strings.HasPrefix(c.ForwardURL, c.PublicURL+"/wechat/callback") {
+			errs = append(errs, errors.New("WXLOGIN_FORWARD_URL is wxlogin's own webhook: messages would go round in a loop"))
+		}
+	}
+	if c.ForwardTimeout > wechat.MaxForwardTimeout {
+		errs = append(errs, fmt.Errorf("WXLOGIN_FORWARD_TIMEOUT=%s: at most %s, so WeChat (which waits 5 s) gets an answer", c.ForwardTimeout, wechat.MaxForwardTimeout))
 	}
 	if !strings.Contains(c.ReplyTemplate, "{count}") {
 		errs = append(errs, errors.New("WXLOGIN_REPLY_TEMPLATE must contain {count}"))
@@ -260,6 +293,16 @@ func validAESKey(k string) bool {
 	}
 	b, err := base64.StdEncoding.DecodeString(k + "=")
 	return err == nil && len(b) == 32
+}
+
+// imageURL reports whether v can be an <img src>: an absolute http(s) URL or
+// a path on wxlogin's own origin.
+func imageURL(v string) bool {
+	if strings.HasPrefix(v, "/") && !strings.HasPrefix(v, "//") {
+		return true
+	}
+	u, err := url.Parse(v)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }
 
 func splitList(s string) []string {

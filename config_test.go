@@ -49,13 +49,40 @@ func TestLoginMethodsConfig(t *testing.T) {
 	}
 }
 
-// with returns a copy of env with k set to v.
-func with(env map[string]string, k, v string) map[string]string {
-	out := map[string]string{k: v}
-	for key, val := range env {
-		if key != k {
-			out[key] = val
-		}
+// TestForwardAndCodePageConfig: the forwarding target and the code method's
+// page settings are checked at start; a bad one names its variable.
+func TestForwardAndCodePageConfig(t *testing.T) {
+	real := map[string]string{"WECHAT_APPID": "wx1234", "WECHAT_APPSECRET": "s", "WECHAT_TOKEN": "t", "WXLOGIN_ADDR": "127.0.0.1:0"}
+	for _, tc := range []struct {
+		name    string
+		env     map[string]string
+		wantErr string
+	}{
+		{"forward https", with(real, "WXLOGIN_FORWARD_URL", "https://example.com/wechat?site=1"), ""},
+		{"forward relative", with(real, "WXLOGIN_FORWARD_URL", "/wechat"), "WXLOGIN_FORWARD_URL"},
+		{"forward ftp", with(real, "WXLOGIN_FORWARD_URL", "ftp://example.com/"), "WXLOGIN_FORWARD_URL"},
+		{"forward with user", with(real, "WXLOGIN_FORWARD_URL", "https://u:p@example.com/"), "WXLOGIN_FORWARD_URL"},
+		{"forward to itself", with(with(real, "WXLOGIN_PUBLIC_URL", "https://login.example.com"), "WXLOGIN_FORWARD_URL", "https://login.example.com/wechat/callback"), "WXLOGIN_FORWARD_URL"},
+		{"timeout too long", with(real, "WXLOGIN_FORWARD_TIMEOUT", "5s"), "WXLOGIN_FORWARD_TIMEOUT"},
+		{"timeout not a duration", with(real, "WXLOGIN_FORWARD_TIMEOUT", "soon"), "WXLOGIN_FORWARD_TIMEOUT"},
+		{"timeout 2s", with(real, "WXLOGIN_FORWARD_TIMEOUT", "2s"), ""},
+		{"follow QR https", with(real, "WXLOGIN_FOLLOW_QR", "https://example.com/follow.png"), ""},
+		{"follow QR path", with(real, "WXLOGIN_FOLLOW_QR", "/static/follow.png"), ""},
+		{"follow QR script", with(real, "WXLOGIN_FOLLOW_QR", "javascript:alert(1)"), "WXLOGIN_FOLLOW_QR"},
+		{"follow QR other host by //", with(real, "WXLOGIN_FOLLOW_QR", "//evil.example/x.png"), "WXLOGIN_FOLLOW_QR"},
+		{"account name too long", with(real, "WXLOGIN_ACCOUNT_NAME", strings.Repeat("名", 30)), "WXLOGIN_ACCOUNT_NAME"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := loadConfig(nil, func(k string) string { return tc.env[k] }, io.Discard)
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("err = %v, want one naming %s", err, tc.wantErr)
+			}
+		})
 	}
-	return out
 }

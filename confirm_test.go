@@ -5,11 +5,8 @@ package main
 // confirm page decides. Every refused attempt is shown to change nothing.
 
 import (
-	"io"
 	"net/http"
 	"net/url"
-	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -17,59 +14,6 @@ import (
 	"wxlogin/login"
 	"wxlogin/wechat"
 )
-
-const (
-	testLinkKey   = "0123456789abcdef0123456789abcdef-test-link-key"
-	testPublicURL = "https://login.example.test"
-)
-
-var confirmLinkRE = regexp.MustCompile(regexp.QuoteMeta(testPublicURL) + `(/confirm\?t=[A-Za-z0-9_.-]+)`)
-
-func confirmEnv(t *testing.T) map[string]string {
-	return map[string]string{
-		"WXLOGIN_DB":              filepath.Join(t.TempDir(), "wxlogin.db"),
-		"WXLOGIN_CONFIRM":         "link",
-		"WXLOGIN_PUBLIC_URL":      testPublicURL,
-		"WXLOGIN_LINK_KEY":        testLinkKey,
-		"WXLOGIN_TRUSTED_PROXIES": "127.0.0.1",
-	}
-}
-
-// scanForLink sends a SCAN for the scene and returns the confirm page's path
-// taken from WeChat's reply, and the reply text.
-func scanForLink(t *testing.T, sim *wechat.Simulator, ev wechat.Event) (string, string) {
-	t.Helper()
-	r, err := sim.Send(t.Context(), ev)
-	if err != nil || r.Status != http.StatusOK {
-		t.Fatalf("scan callback: %v, status %d %q", err, r.Status, r.Body)
-	}
-	m := confirmLinkRE.FindStringSubmatch(r.Text)
-	if m == nil {
-		t.Fatalf("reply carries no confirm link: %q", r.Text)
-	}
-	return m[1], r.Text
-}
-
-// confirmPageAt fetches or posts the confirm page; form may be nil (GET).
-func confirmPageAt(t *testing.T, base, path string, form url.Values) (int, http.Header, string) {
-	t.Helper()
-	var req *http.Request
-	if form == nil {
-		req, _ = http.NewRequest(http.MethodGet, base+path, nil)
-	} else {
-		req, _ = http.NewRequest(http.MethodPost, base+path, strings.NewReader(form.Encode()))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("confirm page: %v", err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header, string(b)
-}
-
-func decision(d string) url.Values { return url.Values{"decision": {d}} }
 
 func TestConfirmModeConfirm(t *testing.T) {
 	env := confirmEnv(t)

@@ -1,54 +1,21 @@
 package main
 
+// The login flow end to end over real HTTP against the service started
+// through run: scene, SSE stream, polling, WeChat's callback, the code
+// exchange, the session, and what is refused. Helpers live in the
+// *_helpers_test.go files.
+
 import (
 	"context"
 	"encoding/json"
 	"image/png"
-	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"wxlogin/wechat"
 )
-
-type viewBody struct {
-	SceneID  string `json:"scene_id"`
-	Status   string `json:"status"`
-	Interval int    `json:"interval"`
-	Code     string `json:"code"`
-	User     *struct {
-		ID         string `json:"id"`
-		Name       string `json:"name"`
-		LoginCount int64  `json:"login_count"`
-	} `json:"user"`
-}
-
-type userBody struct {
-	ID           string `json:"id"`
-	Name         string `json:"name"`
-	LoginCount   int64  `json:"login_count"`
-	FirstLoginAt string `json:"first_login_at"`
-	LastLoginAt  string `json:"last_login_at"`
-}
-
-type tokenBody struct {
-	AccessToken string   `json:"access_token"`
-	TokenType   string   `json:"token_type"`
-	ExpiresIn   int      `json:"expires_in"`
-	User        userBody `json:"user"`
-}
-
-type errorBody struct {
-	Error   string `json:"error"`
-	Message string `json:"message"`
-}
-
-func simulatorFor(s *testServer) *wechat.Simulator {
-	return &wechat.Simulator{URL: s.URL + "/wechat/callback", Token: "test-callback-token"}
-}
 
 // TestLoginEndToEnd drives the whole flow over real HTTP: scene, SSE stream,
 // signed callback, code exchange, /me — and WeChat repeating a callback.
@@ -143,13 +110,6 @@ func TestLoginEndToEnd(t *testing.T) {
 	if v.User == nil || v.User.LoginCount != 3 {
 		t.Fatalf("after a repeated callback the next login must be the 3rd: %+v", v)
 	}
-}
-
-func itoa(n int64) string { return strconv.FormatInt(n, 10) }
-
-func readAll(r *http.Response) (string, error) {
-	b, err := io.ReadAll(r.Body)
-	return string(b), err
 }
 
 // TestRefusals: what must be refused is refused, and changes nothing.

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"wxlogin/oidcprovider"
+	"wxlogin/wechat"
 )
 
 func main() {
@@ -26,6 +27,11 @@ func main() {
 	slog.SetDefault(slog.New(oidcprovider.LogRouter(slog.NewTextHandler(os.Stderr, nil))))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// silenceper sends every call to WeChat's API through one HTTP client
+	// kept in a package variable: it cannot differ between the services of
+	// one process, so the process chooses it here, once, before anything
+	// runs. Tests choose theirs in TestMain.
+	wechat.SetHTTPClient(weChatHTTPClient(os.Getenv))
 	if err := dispatch(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "wxlogin:", err)
 		os.Exit(1)
@@ -101,6 +107,13 @@ func shutdown(cfg *config, log *slog.Logger, srv *http.Server, silent *silentCon
 		log.Warn("requests still running at the end of the grace time; closing them")
 		srv.Close()
 		err = nil
+	}
+	if a.forwarder != nil {
+		// Forwards after an answer (unsubscribes, new followers) are the
+		// site's records: let them finish (each within its timeout).
+		if ferr := a.forwarder.Wait(ctx); ferr != nil {
+			log.Warn("forwards to the account's handler cut short by the grace time", "err", ferr)
+		}
 	}
 	a.close()
 	log.Info("stopped")

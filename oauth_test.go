@@ -13,13 +13,13 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"wxlogin/handlers"
 	"wxlogin/wechat"
+	"wxlogin/wechat/wechattest"
 )
 
 // oauthBrowser is one browser: its cookies, no automatic redirects.
@@ -263,7 +263,7 @@ func TestOAuthCluster(t *testing.T) {
 // leaves the scene waiting.
 func TestOAuthRefusals(t *testing.T) {
 	srv := startTestServer(t, map[string]string{"WXLOGIN_ALLOWED_ORIGINS": "https://www.example.com"})
-	standIn := wechat.UseDemoStandIn(wechatTimeout)
+	standIn := weChat // the test binary's WeChat (main_test.go)
 
 	t.Run("return_to", func(t *testing.T) {
 		b := newOAuthBrowser(t)
@@ -295,11 +295,11 @@ func TestOAuthRefusals(t *testing.T) {
 		}
 	})
 
-	withCode := func(c wechat.WebAuthCode) func(string) url.Values {
+	withCode := func(c wechattest.WebAuthCode) func(string) url.Values {
 		code := standIn.IssueWebAuthCode(c)
 		return func(state string) url.Values { return url.Values{"code": {code}, "state": {state}} }
 	}
-	used := standIn.IssueWebAuthCode(wechat.WebAuthCode{OpenID: "oUsedOnce"})
+	used := standIn.IssueWebAuthCode(wechattest.WebAuthCode{OpenID: "oUsedOnce"})
 	for _, tc := range []struct {
 		name     string
 		browser  func(owner *oauthBrowser) *oauthBrowser
@@ -310,7 +310,7 @@ func TestOAuthRefusals(t *testing.T) {
 	}{
 		{"declined", nil, func(state string) url.Values { return url.Values{"state": {state}} },
 			http.StatusOK, "refused", true},
-		{"snapshot page", nil, withCode(wechat.WebAuthCode{OpenID: "oVirtualSnapshot", Snapshot: true}),
+		{"snapshot page", nil, withCode(wechattest.WebAuthCode{OpenID: "oVirtualSnapshot", Snapshot: true}),
 			http.StatusForbidden, "snapshot", true},
 		{"unknown code (40029)", nil, func(state string) url.Values { return url.Values{"code": {"NoSuchCode0123"}, "state": {state}} },
 			http.StatusBadRequest, "code_rejected", true},
@@ -318,9 +318,9 @@ func TestOAuthRefusals(t *testing.T) {
 			http.StatusFound, "confirmed", false},
 		{"code used again (40163)", nil, func(state string) url.Values { return url.Values{"code": {used}, "state": {state}} },
 			http.StatusBadRequest, "code_rejected", true},
-		{"quota", nil, withCode(wechat.WebAuthCode{OpenID: "oQuota", ErrCode: wechat.ErrCodeQuota}),
+		{"quota", nil, withCode(wechattest.WebAuthCode{OpenID: "oQuota", ErrCode: wechat.ErrCodeQuota}),
 			http.StatusServiceUnavailable, "wechat_quota", true},
-		{"other error", nil, withCode(wechat.WebAuthCode{OpenID: "oErr", ErrCode: 40125}),
+		{"other error", nil, withCode(wechattest.WebAuthCode{OpenID: "oErr", ErrCode: 40125}),
 			http.StatusServiceUnavailable, "wechat_error", true},
 		{"code with a URL in it", nil, func(state string) url.Values { return url.Values{"code": {"a&secret=b"}, "state": {state}} },
 			http.StatusBadRequest, "bad_code", true},
@@ -329,7 +329,7 @@ func TestOAuthRefusals(t *testing.T) {
 		},
 			http.StatusBadRequest, "bad_state", false},
 		{"another browser", func(*oauthBrowser) *oauthBrowser { return newOAuthBrowser(t) },
-			withCode(wechat.WebAuthCode{OpenID: "oVictim"}), http.StatusForbidden, "wrong_browser", false},
+			withCode(wechattest.WebAuthCode{OpenID: "oVictim"}), http.StatusForbidden, "wrong_browser", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := metricValue(t, srv.URL, `wxlogin_oauth_callbacks_total{outcome="`+tc.outcome+`"}`)
@@ -374,7 +374,7 @@ func TestOAuthRefusals(t *testing.T) {
 // slow the scan's reply.
 func TestUnionIDForScans(t *testing.T) {
 	srv := startTestServer(t, map[string]string{"WXLOGIN_UNIONID": "1"})
-	standIn := wechat.UseDemoStandIn(wechatTimeout)
+	standIn := weChat // the test binary's WeChat (main_test.go)
 	login := func(openID string) (time.Duration, string) {
 		sc := createScene(t, srv.URL)
 		began := time.Now()
@@ -401,8 +401,8 @@ func TestUnionIDForScans(t *testing.T) {
 		return *me.UnionID
 	}
 
-	standIn.SetFault(wechat.Fault{UserInfoDelay: 10 * time.Second})
-	t.Cleanup(func() { standIn.SetFault(wechat.Fault{}) })
+	standIn.SetFault(wechattest.Fault{UserInfoDelay: 10 * time.Second})
+	t.Cleanup(func() { standIn.SetFault(wechattest.Fault{}) })
 	took, token := login("oUNION_outage_000000000001")
 	if took > time.Second {
 		t.Errorf("scan answered after %s with user/info hanging; want under 1 s", took)
@@ -414,31 +414,10 @@ func TestUnionIDForScans(t *testing.T) {
 		return metricOrZero(t, srv.URL, `wxlogin_wechat_api_calls_total{api="user/info",errcode="none"}`) >= 1
 	})
 
-	standIn.SetFault(wechat.Fault{})
+	standIn.SetFault(wechattest.Fault{})
 	const openID = "oUNION_healthy_00000000001"
 	_, token = login(openID)
 	waitFor(t, 5*time.Second, "the unionid is kept", func() bool { return unionOf(token) == wechat.DemoUnionID(openID) })
-}
-
-// metricOrZero reads one sample from /metrics; 0 when the series is not there yet.
-func metricOrZero(t testing.TB, base, series string) float64 {
-	t.Helper()
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	for _, line := range strings.Split(string(raw), "\n") {
-		if v, ok := strings.CutPrefix(line, series+" "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err != nil {
-				t.Fatalf("metric %s: %v", series, err)
-			}
-			return f
-		}
-	}
-	return 0
 }
 
 // TestOAuthConfig: the oauth method needs WXLOGIN_PUBLIC_URL with a real
@@ -494,7 +473,7 @@ func TestOAuthStateExpiresWithTheScene(t *testing.T) {
 	b := newOAuthBrowser(t)
 	sc := b.createScene(srv.URL)
 	state, redirectURI := b.startOAuth(srv.URL, sc, "/")
-	code := wechat.UseDemoStandIn(wechatTimeout).IssueWebAuthCode(wechat.WebAuthCode{OpenID: "oLate"})
+	code := weChat.IssueWebAuthCode(wechattest.WebAuthCode{OpenID: "oLate"})
 	time.Sleep(time.Until(sc.ExpiresAt) + 50*time.Millisecond) // the scene's end is the condition
 	p := b.do(http.MethodGet, redirectURI+"?"+url.Values{"code": {code}, "state": {state}}.Encode(), nil)
 	if p.status != http.StatusBadRequest || p.location != "" {
@@ -547,7 +526,7 @@ func TestOAuthInConfirmMode(t *testing.T) {
 	if binding == nil {
 		t.Fatal("no binding cookie after the start")
 	}
-	code := wechat.UseDemoStandIn(wechatTimeout).IssueWebAuthCode(wechat.WebAuthCode{OpenID: "oConfirmMode"})
+	code := weChat.IssueWebAuthCode(wechattest.WebAuthCode{OpenID: "oConfirmMode"})
 	cb, _ := http.NewRequest(http.MethodGet, srv.URL+handlers.WebAuthCallbackPath+"?"+url.Values{"code": {code}, "state": {state}}.Encode(), nil)
 	cb.AddCookie(&http.Cookie{Name: binding.Name, Value: binding.Value})
 	back, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(cb)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"slices"
 	"sync"
@@ -35,7 +34,7 @@ func BenchmarkOIDCTokenEndpoint(b *testing.B) {
 }
 
 func benchTokenEndpoint(b *testing.B, env map[string]string) {
-	addr := freeLoopbackAddrB(b)
+	addr := freeLoopbackAddr(b)
 	full := map[string]string{"WXLOGIN_ADDR": addr, "WXLOGIN_PUBLIC_URL": "http://" + addr,
 		"WXLOGIN_OIDC_CLIENTS": writeClientFile(b), "WXLOGIN_SCENE_RATE": "0", "WXLOGIN_LOG_FORMAT": "json"}
 	for k, v := range env {
@@ -91,15 +90,4 @@ func benchTokenEndpoint(b *testing.B, env map[string]string) {
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
 	b.ReportMetric(float64(latencies[len(latencies)*99/100].Microseconds())/1000, "p99-ms")
 	b.ReportMetric(float64(latencies[len(latencies)/2].Microseconds())/1000, "p50-ms")
-}
-
-// freeLoopbackAddrB reserves a loopback port (freeLoopbackAddr for benchmarks).
-func freeLoopbackAddrB(tb testing.TB) string {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }

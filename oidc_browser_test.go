@@ -1,32 +1,10 @@
 package main
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/chromedp/chromedp"
 )
-
-// waitAcross is waitJS for a condition that holds only after the page has
-// navigated: an evaluation that meets a page being replaced is tried again.
-func (b *browser) waitAcross(expr string, timeout time.Duration) {
-	b.t.Helper()
-	deadline := time.Now().Add(timeout)
-	var last error
-	for time.Now().Before(deadline) {
-		ctx, cancel := context.WithTimeout(b.ctx, time.Second)
-		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](expr))
-		cancel()
-		if err == nil && ok {
-			return
-		}
-		last = err
-		time.Sleep(50 * time.Millisecond)
-	}
-	b.t.Fatalf("waiting for %s (last error %v)\n%s", expr, last, b.describe())
-}
 
 // TestBrowserOIDCDemo runs demo mode's relying party in headless Chromium:
 // its login link, the authorization endpoint, the QR page with the client's

@@ -183,6 +183,8 @@ func TestOpenAPIDescribesAnswers(t *testing.T) {
 	do(http.MethodGet, "/metrics", "", "")
 	do(http.MethodGet, "/api/v1/openapi.yaml", "", "")
 	do(http.MethodGet, "/api/v1/dev/config", "", "")
+	code := createScene(t, srv.URL)
+	do(http.MethodPost, "/api/v1/dev/code", code.Secret, `{"scene_id":"`+code.SceneID+`","code":"12345x"}`)
 	do(http.MethodGet, "/", "", "")
 	do(http.MethodGet, "/static/qrlogin.js", "", "")
 	do(http.MethodGet, "/.well-known/openid-configuration", "", "")

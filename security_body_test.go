@@ -1,6 +1,6 @@
 package main
 
-// Issue 13, item 4: a request body must arrive whole within
+// A request body must arrive whole within
 // WXLOGIN_BODY_TIMEOUT; a body sent a byte at a time no longer holds its
 // connection for ever. The webhook checks its query before it reads a byte
 // of the body. Streams and long-polls, which have no body, keep working

@@ -1,25 +1,37 @@
 package main
 
-// Issue 13, item 1: a signed callback query cannot carry a body of someone
-// else's choosing. WeChat's plain-mode signature covers the token, timestamp
-// and nonce only; whoever has seen a callback URL could post it again with a
-// SCAN of their own scene and the victim's openid. In plain mode the query is
+// Attacks through WeChat's callback, against the real server started by run:
+// forged, stale, tampered and replayed messages are refused and, where they
+// could write, storage holds exactly what it held before (the server is
+// stopped, the bbolt file is read record by record, and the two readings are
+// compared). A handled message's key is kept for a day, so retries are
+// answered once.
+//
+// A signed callback query cannot carry a body of someone else's choosing.
+// WeChat's plain-mode signature covers the token, timestamp and nonce only;
+// whoever has seen a callback URL could post it again with a SCAN of their own scene and the victim's openid. In plain mode the query is
 // bound to its first body (across instances on Redis); with an AES key only
 // encrypted, msg_signature-checked callbacks are taken.
 
 import (
+	"bytes"
+	"encoding/base64"
 	"encoding/xml"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/silenceper/wechat/v2/officialaccount/message"
-	"github.com/silenceper/wechat/v2/util"
-
+	"wxlogin/events"
+	"wxlogin/login"
+	"wxlogin/storage"
 	"wxlogin/wechat"
 )
 
@@ -151,16 +163,6 @@ func TestSafeModeRefusesPlaintext(t *testing.T) {
 	}
 }
 
-// signedCallbackQuery is a query signed with the test servers' token.
-func signedCallbackQuery(ts int64, nonce string) url.Values {
-	q := url.Values{}
-	t := strconv.FormatInt(ts, 10)
-	q.Set("timestamp", t)
-	q.Set("nonce", nonce)
-	q.Set("signature", util.Signature(testToken, t, nonce))
-	return q
-}
-
 // compatibleMode is the callback WeChat's compatible mode (兼容模式) sends
 // for ev: the query of safe mode (encrypt_type=aes, msg_signature) and a body
 // with the message both in plaintext and encrypted.
@@ -246,5 +248,252 @@ func TestBindingsKeptOverRestart(t *testing.T) {
 	}
 	if v := pollScene(t, srv.URL, attackerScene); v.Status != "pending" {
 		t.Fatalf("attacker's scene: %+v", v)
+	}
+}
+
+// TestCallbackAttacksChangeNothing sends forged, stale, tampered and
+// oversized callbacks in plain and safe (AES) mode; every one is refused and
+// the database afterwards is byte for byte what it was before. A genuine
+// scan afterwards confirms the untouched scene with count 1.
+func TestCallbackAttacksChangeNothing(t *testing.T) {
+	inBothModes(t, func(t *testing.T, aes string, env map[string]string) {
+		srv := startTestServer(t, env)
+		sc := createScene(t, srv.URL)
+		before := storeAfterStop(t, srv, env["WXLOGIN_DB"])
+
+		srv = startTestServer(t, env)
+		sim := secSimulator(srv, aes)
+		const victim = "oATTACK_victim_000000000000001"
+		now := time.Now()
+		scan := wechat.ScanEvent(sc.SceneID, victim, false, now)
+		good := capture(t, sim, scan, now)
+
+		otherKey := *sim
+		otherKey.AESKey = "ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210zyxwvut"
+		otherApp := *sim
+		otherApp.AppID = "wxsomeoneelse00000"
+		wrongToken := *sim
+		wrongToken.Token = "not-the-token"
+
+		attacks := []struct {
+			name   string
+			req    captured
+			status int
+		}{
+			{"no signature", good.with("signature", ""), http.StatusForbidden},
+			{"wrong signature", good.with("signature", strings.Repeat("0", 40)), http.StatusForbidden},
+			{"signed with another token", capture(t, &wrongToken, scan, now), http.StatusForbidden},
+			{"signature of another timestamp", good.with("timestamp", strconv.FormatInt(now.Unix()-1, 10)), http.StatusForbidden},
+			{"stale: 6 minutes old", capture(t, sim, scan, now.Add(-6*time.Minute)), http.StatusForbidden},
+			{"from the future: 6 minutes ahead", capture(t, sim, scan, now.Add(6*time.Minute)), http.StatusForbidden},
+			{"oversized body", captured{q: good.q, body: bytes.Repeat([]byte("<"), wechat.MaxCallbackBody+1)}, http.StatusRequestEntityTooLarge},
+		}
+		if aes == "" {
+			attacks = append(attacks,
+				struct {
+					name   string
+					req    captured
+					status int
+				}{"not XML", captured{q: good.q, body: []byte("{not xml")}, http.StatusBadRequest})
+		} else {
+			rnd := make([]byte, 96)
+			for i := range rnd {
+				rnd[i] = byte(i * 7)
+			}
+			more := []struct {
+				name   string
+				req    captured
+				status int
+			}{
+				{"wrong msg_signature", good.with("msg_signature", strings.Repeat("a", 40)), http.StatusForbidden},
+				{"no msg_signature", good.with("msg_signature", ""), http.StatusForbidden},
+				{"body does not decrypt", signedGarbage(base64.StdEncoding.EncodeToString(rnd), now), http.StatusForbidden},
+				{"body not base64", signedGarbage("!!not base64!!", now), http.StatusForbidden},
+				{"encrypted with another key", capture(t, &otherKey, scan, now), http.StatusForbidden},
+				{"encrypted for another app", capture(t, &otherApp, scan, now), http.StatusForbidden},
+				{"envelope not XML", captured{q: good.q, body: []byte("<xml><Encrypt>")}, http.StatusForbidden},
+			}
+			attacks = append(attacks, more...)
+		}
+		for _, a := range attacks {
+			status, body := sendRaw(t, srv.URL, a.req.q, a.req.body)
+			if status != a.status {
+				t.Errorf("%s: status %d, want %d (%q)", a.name, status, a.status, body)
+			}
+		}
+		before.sameAs(t, storeAfterStop(t, srv, env["WXLOGIN_DB"]))
+
+		// The genuine message, sent afterwards, logs the victim in once.
+		srv = startTestServer(t, env)
+		sim = secSimulator(srv, aes)
+		status, body := sendRaw(t, srv.URL, good.q, good.body)
+		if aes != "" && (!strings.Contains(body, "<Encrypt>") || strings.Contains(body, "登录成功")) {
+			t.Fatalf("safe-mode reply is not encrypted: %q", body)
+		}
+		if text := replyText(t, sim, status, body); !strings.Contains(text, "这是你第 1 次登录") {
+			t.Fatalf("genuine scan after the attacks: %q", text)
+		}
+	})
+}
+
+// TestSafeModeEmptyReplyIsSuccess: messages that need no reply (a plain
+// follow, an unfollow) are answered "success" in safe mode too, not an
+// encrypted empty string.
+func TestSafeModeEmptyReplyIsSuccess(t *testing.T) {
+	srv := startTestServer(t, map[string]string{"WECHAT_AES_KEY": testAESKey})
+	sim := secSimulator(srv, testAESKey)
+	for _, ev := range []wechat.Event{
+		{OpenID: "oEMPTY_0000000000000000000001", Event: "subscribe", CreateTime: time.Now()},
+		{OpenID: "oEMPTY_0000000000000000000001", Event: "unsubscribe", CreateTime: time.Now()},
+		{OpenID: "oEMPTY_0000000000000000000001", Event: "VIEW", EventKey: "https://example.com", CreateTime: time.Now()},
+	} {
+		r, err := sim.Send(t.Context(), ev)
+		if err != nil || r.Status != http.StatusOK || r.Body != "success" {
+			t.Errorf("%s: %v %d %q, want 200 success", ev.Event, err, r.Status, r.Body)
+		}
+	}
+}
+
+// TestCallbackReplayedThreeTimes: WeChat's retries (the same bytes, and the
+// same event with a fresh signature) count once and get the same text;
+// likewise when the three arrive at once. Plain and safe mode.
+func TestCallbackReplayedThreeTimes(t *testing.T) {
+	inBothModes(t, func(t *testing.T, aes string, env map[string]string) {
+		srv := startTestServer(t, env)
+		sim := secSimulator(srv, aes)
+		const seqUser, concUser = "oREPLAY_sequential_0000000001", "oREPLAY_concurrent_0000000001"
+
+		// Sequential.
+		sc1 := createScene(t, srv.URL)
+		ev1 := wechat.ScanEvent(sc1.SceneID, seqUser, true, time.Now())
+		msg := capture(t, sim, ev1, time.Now())
+		var texts []string
+		for range 3 {
+			status, body := sendRaw(t, srv.URL, msg.q, msg.body)
+			texts = append(texts, replyText(t, sim, status, body))
+		}
+		again, err := sim.Send(t.Context(), ev1) // a retry signed anew
+		if err != nil {
+			t.Fatal(err)
+		}
+		texts = append(texts, again.Text)
+		for _, txt := range texts {
+			if txt != texts[0] || !strings.Contains(txt, "这是你第 1 次登录") {
+				t.Fatalf("replies differ or are wrong: %q", texts)
+			}
+		}
+
+		// Concurrent.
+		sc2 := createScene(t, srv.URL)
+		ev2 := wechat.ScanEvent(sc2.SceneID, concUser, false, time.Now())
+		msg = capture(t, sim, ev2, time.Now())
+		var wg sync.WaitGroup
+		results := make([][2]any, 3)
+		for i := range 3 {
+			wg.Go(func() {
+				status, body := sendRaw(t, srv.URL, msg.q, msg.body)
+				results[i] = [2]any{status, body}
+			})
+		}
+		wg.Wait()
+		texts = texts[:0]
+		for _, r := range results {
+			texts = append(texts, replyText(t, sim, r[0].(int), r[1].(string)))
+		}
+		for _, txt := range texts {
+			if txt != texts[0] || !strings.Contains(txt, "这是你第 1 次登录") {
+				t.Fatalf("concurrent replies differ or are wrong: %q", texts)
+			}
+		}
+
+		st := storeAfterStop(t, srv, env["WXLOGIN_DB"])
+		for _, id := range []string{seqUser, concUser} {
+			if u := st.user(t, id); u == nil || u.LoginCount != 1 {
+				t.Errorf("user %s in storage: %+v", id, u)
+			}
+		}
+		if n := len(st["callbacks"]); n != 2 {
+			t.Errorf("%d dedupe records, want 2 (one per message)", n)
+		}
+	})
+}
+
+// TestDedupeKeysKeptADay: a handled message's key is kept for a day (a retry
+// within it changes nothing and gets the same reply), and the sweeper purges
+// it after. The clock is injected; the store is a real bbolt file.
+func TestDedupeKeysKeptADay(t *testing.T) {
+	ctx := t.Context()
+	store, err := storage.OpenBolt(filepath.Join(t.TempDir(), "wxlogin.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	hub := events.NewHub()
+	defer hub.Close()
+	var mu sync.Mutex
+	now := time.Now().Truncate(time.Second)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+
+	log := slog.New(slog.DiscardHandler)
+	client := wechat.NewClient(wechat.Config{AppID: demoAppID, AppSecret: "x", Token: testToken}, log)
+	svc := login.NewService(store, hub, client, login.WithClock(clock), login.WithLogger(log))
+	cb := wechat.NewCallback(client, svc, wechat.CallbackConfig{Token: testToken, Log: log})
+
+	start := clock()
+	sc := &login.Scene{ID: "DEDUPEDEDUPEDEDUPE0001", SecretHash: []byte("h"), Status: login.StatusPending, Version: 1,
+		CreatedAt: start, ExpiresAt: start.Add(2 * time.Minute)}
+	if err := store.CreateScene(ctx, sc); err != nil {
+		t.Fatal(err)
+	}
+	sim := &wechat.Simulator{Token: testToken, AppID: demoAppID}
+	ev := wechat.ScanEvent(sc.ID, "oDEDUPE_0000000000000000000001", false, start)
+	deliver := func() string { // WeChat's retry, signed at the current time
+		t.Helper()
+		req, err := sim.Request(ctx, ev, clock())
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := httptest.NewRecorder()
+		cb.ServeHTTP(rec, req)
+		return replyText(t, sim, rec.Code, rec.Body.String())
+	}
+	records := func() int {
+		return len(dumpStore(t, store)["callbacks"])
+	}
+
+	first := deliver()
+	if !strings.Contains(first, "这是你第 1 次登录") {
+		t.Fatalf("first delivery: %q", first)
+	}
+	advance(23 * time.Hour)
+	if _, err := svc.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := records(); n != 1 {
+		t.Fatalf("after 23 h: %d dedupe records, want 1", n)
+	}
+	if again := deliver(); again != first {
+		t.Fatalf("retry after 23 h got another reply:\n%q\n%q", first, again)
+	}
+	if u, err := store.User(ctx, ev.OpenID); err != nil || u.LoginCount != 1 {
+		t.Fatalf("after the retry: %+v %v", u, err)
+	}
+
+	advance(time.Hour + time.Second)
+	if _, err := svc.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	d := dumpStore(t, store)
+	if len(d["callbacks"]) != 0 || len(d["callbacks_due"]) != 0 {
+		t.Fatalf("after 24 h: %d records, %d index entries left", len(d["callbacks"]), len(d["callbacks_due"]))
+	}
+	// The key is gone; the scene is long expired, so the message now changes
+	// nothing either and the count stays.
+	if late := deliver(); !strings.Contains(late, "expired") {
+		t.Fatalf("message after the purge: %q", late)
+	}
+	if u, _ := store.User(ctx, ev.OpenID); u.LoginCount != 1 {
+		t.Fatalf("count after the purge: %d", u.LoginCount)
 	}
 }

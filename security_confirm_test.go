@@ -1,6 +1,6 @@
 package main
 
-// Issue 13, item 7: the confirm page's POST is refused when the browser says
+// The confirm page's POST is refused when the browser says
 // it comes from another site (Sec-Fetch-Site, or else Origin).
 
 import (

@@ -20,6 +20,7 @@ import (
 
 	"wxlogin/storage"
 	"wxlogin/wechat"
+	"wxlogin/wechat/wechattest"
 )
 
 func TestGracefulShutdown(t *testing.T) {
@@ -71,7 +72,7 @@ func shutdownLosesNothing(t *testing.T, bin string) {
 
 	cs.signal(syscall.SIGTERM)
 	start := time.Now()
-	waitUntil(t, 5*time.Second, "the shutdown to begin", func() bool { return cs.logsContain(`"msg":"shutting down"`) })
+	waitFor(t, 5*time.Second, "the shutdown to begin", func() bool { return cs.logsContain(`"msg":"shutting down"`) })
 
 	// Every stream gets a final retry hint, then ends.
 	for i, st := range streams {
@@ -264,40 +265,14 @@ func reopenChecked(t *testing.T, path string) *storage.Bolt {
 	return store
 }
 
-func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// NextAny returns the next event, bare retry hints included (Next skips them).
-func (s *sseStream) NextAny(t testing.TB, timeout time.Duration) sseEvent {
-	t.Helper()
-	select {
-	case ev, ok := <-s.events:
-		if !ok {
-			t.Fatalf("stream ended while waiting for an event")
-		}
-		return ev
-	case <-time.After(timeout):
-		t.Fatalf("no event within %s", timeout)
-	}
-	return sseEvent{}
-}
-
 // TestReadinessIgnoresWeChat: WeChat's API failing makes scene creation
 // answer 503, but /readyz stays 200 (the specification: a WeChat outage must
 // not pull every instance out of the balancer); it shows in the metrics.
 func TestReadinessIgnoresWeChat(t *testing.T) {
 	srv := startTestServer(t, nil)
-	standIn := wechat.UseDemoStandIn(wechatTimeout) // the process-wide demo stand-in
-	standIn.SetFault(wechat.Fault{HTTPStatus: http.StatusInternalServerError})
-	t.Cleanup(func() { standIn.SetFault(wechat.Fault{}) })
+	standIn := weChat // the test binary's WeChat (main_test.go)
+	standIn.SetFault(wechattest.Fault{HTTPStatus: http.StatusInternalServerError})
+	t.Cleanup(func() { standIn.SetFault(wechattest.Fault{}) })
 
 	var e errorBody
 	if r := apiCall(t, http.MethodPost, srv.URL+"/api/v1/login/scenes", "", nil, &e); r.StatusCode != http.StatusServiceUnavailable || e.Error != "wechat_unavailable" {
@@ -316,7 +291,7 @@ func TestReadinessIgnoresWeChat(t *testing.T) {
 		t.Errorf("metrics do not show WeChat down:\n%s", grepLines(m, "wxlogin_wechat"))
 	}
 
-	standIn.SetFault(wechat.Fault{})
+	standIn.SetFault(wechattest.Fault{})
 	createScene(t, srv.URL)
 	if m := metrics(); !strings.Contains(m, "\nwxlogin_wechat_up 1\n") {
 		t.Errorf("metrics do not show WeChat back:\n%s", grepLines(m, "wxlogin_wechat"))

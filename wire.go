@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -30,9 +31,12 @@ type app struct {
 	hub     *events.Hub
 	store   login.Store
 	svc     *login.Service
-	stopBg  context.CancelFunc
-	bg      sync.WaitGroup
-	closers []func() error
+	// forwarder passes non-login messages to the account's handler (nil
+	// without WXLOGIN_FORWARD_URL); shutdown waits for its background forwards.
+	forwarder *wechat.Forwarder
+	stopBg    context.CancelFunc
+	bg        sync.WaitGroup
+	closers   []func() error
 }
 
 func (a *app) close() {
@@ -80,11 +84,8 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, self string) (*ap
 	a.hub = events.NewHub(hubOpts...)
 
 	wcfg := wechat.Config{AppID: cfg.AppID, AppSecret: cfg.AppSecret, Token: cfg.Token, AESKey: cfg.AESKey}
-	var standIn *wechat.StandIn
 	if cfg.Demo() {
-		wcfg, standIn = demoWeChat(cfg, log)
-	} else {
-		wechat.UseTimeout(wechatTimeout)
+		wcfg = demoWeChat(cfg, log)
 	}
 	// One access token for the cluster (stable_token: nobody invalidates
 	// another's). Not in demo mode: each process has its own stand-in, which
@@ -92,8 +93,8 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, self string) (*ap
 	if rdb != nil && !cfg.Demo() {
 		wcfg.Cache = wechat.NewRedisCache(rdb, cfg.RedisPrefix, log)
 	}
+	wcfg.Observe = m.ObserveWeChat
 	client := wechat.NewClient(wcfg, log)
-	client.Observe = m.ObserveWeChat
 
 	svcOpts := []login.Option{
 		login.WithQRTTL(cfg.QRTTL),
@@ -109,18 +110,28 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, self string) (*ap
 		svcOpts = append(svcOpts, login.WithUnionIDLookup(client, unionIDTimeout))
 	}
 	a.svc = login.NewService(m.Store(store), m.Notifier(a.hub), client, svcOpts...)
-	callback := wechat.NewCallback(client, a.svc, wcfg.Token, log)
-	callback.Observe = m.ObserveCallback
 	replies := wechat.Replies{Template: cfg.ReplyTemplate}
-	callback.Replies = replies
+	cbcfg := wechat.CallbackConfig{Token: wcfg.Token, Log: log, Replies: replies,
+		Observe: m.ObserveCallback, ObserveCode: m.ObserveCode}
+	if cfg.ForwardURL != "" {
+		fw, err := wechat.NewForwarder(wechat.ForwarderConfig{Target: cfg.ForwardURL, Timeout: cfg.ForwardTimeout,
+			Log: log, Observe: m.ObserveForward})
+		if err != nil {
+			a.hub.Close()
+			store.Close()
+			return nil, fmt.Errorf("WXLOGIN_FORWARD_URL: %w", err)
+		}
+		cbcfg.Forward = fw
+		a.forwarder = fw
+	}
 	// Bindings of signed queries to bodies must be seen by every instance:
 	// the Redis store keeps them. bbolt is one process: they stay in it, and
 	// the bbolt file carries them over a graceful restart.
 	switch st := store.(type) {
 	case wechat.QueryBindings:
-		callback.Queries = st
+		cbcfg.Queries = st
 	case *storage.Bolt:
-		callback.Queries = keptQueryBindings(a, st, log)
+		cbcfg.Queries = keptQueryBindings(a, st, log)
 	}
 	links, err := confirmLinks(cfg, wcfg)
 	if err != nil {
@@ -129,8 +140,9 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, self string) (*ap
 		return nil, err
 	}
 	if links != nil {
-		callback.ConfirmLink = handlers.ConfirmLink(a.svc, links, cfg.PublicURL)
+		cbcfg.ConfirmLink = handlers.ConfirmLink(a.svc, links, cfg.PublicURL)
 	}
+	callback := wechat.NewCallback(client, a.svc, cbcfg)
 
 	hcfg := handlers.Config{
 		PublicURL:      cfg.PublicURL,
@@ -145,6 +157,8 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, self string) (*ap
 		Middleware:     []echo.MiddlewareFunc{metrics.AccessLog(log), m.Middleware()},
 		OpenAPI:        openAPIDocument,
 		Links:          links,
+		FollowQR:       cfg.FollowQR,
+		AccountName:    cfg.AccountName,
 		Admin:          adminAPI(cfg, store, log),
 		LoginText:      replies.Text,
 		Ready: func(ctx context.Context) error {
@@ -154,12 +168,24 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, self string) (*ap
 		},
 	}
 	if cfg.Methods.OAuth {
-		hcfg.WebAuth = webAuthConfig(client, standIn, m)
+		hcfg.WebAuth = webAuthConfig(client, cfg.Demo(), m)
 	}
 	if cfg.Demo() {
 		sim := &wechat.Simulator{URL: self + "/wechat/callback", Token: wcfg.Token, AppID: wcfg.AppID, AESKey: wcfg.AESKey}
 		hcfg.DevScan = func(ctx context.Context, sceneID, openID string, firstFollow bool) (string, error) {
 			r, err := sim.Send(ctx, wechat.ScanEvent(sceneID, openID, firstFollow, time.Now()))
+			if err != nil {
+				return "", err
+			}
+			if r.Status != http.StatusOK {
+				return "", fmt.Errorf("callback answered %d", r.Status)
+			}
+			return r.Text, nil
+		}
+		var msgIDs atomic.Int64
+		msgIDs.Store(time.Now().UnixNano())
+		hcfg.DevSendCode = func(ctx context.Context, openID, content string) (string, error) {
+			r, err := sim.Send(ctx, wechat.TextMessage(openID, content, msgIDs.Add(1), time.Now()))
 			if err != nil {
 				return "", err
 			}
@@ -239,26 +265,31 @@ func openStore(ctx context.Context, cfg *config, log *slog.Logger, m *metrics.Me
 }
 
 // webAuthConfig wires the oauth method: WeChat's authorisation page, or in
-// demo mode (standIn set) the stand-in's page on our own origin, which
-// issues the stand-in's codes — demo mode never sends a browser to WeChat.
-func webAuthConfig(client *wechat.Client, standIn *wechat.StandIn, m *metrics.Metrics) *handlers.WebAuthConfig {
+// demo mode the stand-in's page on our own origin, which issues the
+// stand-in's codes — demo mode never sends a browser to WeChat.
+func webAuthConfig(client *wechat.Client, demo bool, m *metrics.Metrics) *handlers.WebAuthConfig {
 	wc := &handlers.WebAuthConfig{AuthorizeURL: client.WebAuthURL, Observe: m.ObserveWebAuth}
-	if standIn != nil {
+	if demo {
 		wc.AuthorizeURL = func(redirectURI, state string) string {
 			return wechat.StandInAuthorizeURL(client.WebAuthURL(redirectURI, state), handlers.DevAuthorizePath)
 		}
-		// As if the demo account were bound to an Open Platform account.
-		wc.DevAuthorize = func(openID string) string {
-			return standIn.IssueWebAuthCode(wechat.WebAuthCode{OpenID: openID, UnionID: wechat.DemoUnionID(openID)})
-		}
+		wc.DevAuthorize = wechat.DemoWebAuthCode
 	}
 	return wc
 }
 
-// demoWeChat sets up the offline stand-in for WeChat's API and says loudly
-// that this is a demo.
-func demoWeChat(cfg *config, log *slog.Logger) (wechat.Config, *wechat.StandIn) {
-	standIn := wechat.UseDemoStandIn(wechatTimeout)
+// weChatHTTPClient is the process's way to WeChat's API (see main): WeChat
+// itself, or in demo mode an in-process stand-in.
+func weChatHTTPClient(getenv func(string) string) *http.Client {
+	if demoMode(getenv) {
+		return wechat.InProcessClient(wechat.NewStandIn(), wechatTimeout)
+	}
+	return &http.Client{Timeout: wechatTimeout}
+}
+
+// demoWeChat is the stand-in Official Account of demo mode; it says loudly
+// that this is a demo. Its API calls reach the stand-in main chose.
+func demoWeChat(cfg *config, log *slog.Logger) wechat.Config {
 	token := cfg.Token
 	if token == "" {
 		token = randomString(24)
@@ -266,7 +297,7 @@ func demoWeChat(cfg *config, log *slog.Logger) (wechat.Config, *wechat.StandIn) 
 	}
 	log.Warn("DEMO MODE: no WECHAT_APPID set. WeChat's API is simulated in-process and " +
 		"/api/v1/dev/scan can log anyone in. Never expose this to the internet.")
-	return wechat.Config{AppID: demoAppID, AppSecret: "demo-secret", Token: token, AESKey: cfg.AESKey}, standIn
+	return wechat.Config{AppID: demoAppID, AppSecret: "demo-secret", Token: token, AESKey: cfg.AESKey}
 }
 
 // sweep expires and deletes scenes on time, so streams learn of expiry.

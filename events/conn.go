@@ -17,8 +17,12 @@ import (
 // buffers and the whole request for that time. So an HTTP/1.x stream is
 // detached: the handler hijacks the connection and returns, and the stream
 // goes on in a goroutine of its own on a connResponse, which keeps only what
-// it needs between events (BENCHMARKS.md has the figures). HTTP/2 and test
-// recorders, which cannot be hijacked, stay on the handler's goroutine.
+// it needs between events (BENCHMARKS.md has the figures). That goroutine
+// starts fresh, so no handler or middleware frame is on its stack;
+// stack_test.go fails if its resting stack passes 8 KB. HTTP/2 and test
+// recorders, which cannot be hijacked, stay on the handler's goroutine with
+// the whole middleware chain below them (wxlogin itself serves HTTP/1.x only:
+// TLS and HTTP/2 end at the proxy).
 
 // connResponse is an http.ResponseWriter on a hijacked HTTP/1.x connection.
 // It writes what net/http would: a status line and headers, then the body in

@@ -1,15 +1,18 @@
-// Package events pushes scene changes to waiting clients: per-scene SSE
-// streams on r3labs/sse, wake-ups for long-polls, and a Transport that carries
-// changes between instances (in-process by default, Redis pub/sub in a cluster).
+// Package events pushes scene changes to waiting clients: SSE streams on
+// r3labs/sse (one library stream per client connection, fed by the Hub),
+// wake-ups for long-polls, and a Transport that carries changes between
+// instances (in-process by default, Redis pub/sub in a cluster).
+//
+// Construction: NewHub and NewRedisTransport take functional options (With…)
+// with documented defaults.
 package events
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
-	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
@@ -39,7 +42,9 @@ type Transport interface {
 // ErrDraining is returned for new streams once shutdown has begun.
 var ErrDraining = errors.New("server is shutting down")
 
-// Hub holds the per-scene streams and long-poll waiters of one instance.
+// Hub holds the streams and long-poll waiters of one instance. It owns
+// every stream's lifecycle: it decides what each client is sent, and it ends
+// streams itself (terminal status, shutdown, a client that stopped reading).
 type Hub struct {
 	srv       *sse.Server
 	transport Transport
@@ -53,22 +58,24 @@ type Hub struct {
 
 	mu       sync.Mutex
 	scenes   map[string]*sceneEntry
+	streams  map[*stream]struct{}
+	serial   uint64 // numbers the library's streams
 	perIP    map[string]int
 	total    int
 	draining bool
 	closed   bool
-	idle     *sync.Cond // signalled when a stream ends
-	streams  map[*streamWriter]struct{}
+	idle     *sync.Cond     // signalled when a stream ends
 	detached sync.WaitGroup // streams on hijacked connections
+	rereads  sync.WaitGroup // resyncs in progress
 
 	stop chan struct{}
 	done chan struct{}
 }
 
+// sceneEntry is what waits on one scene here.
 type sceneEntry struct {
-	slot    uint32                // heartbeat slot, from the scene id
-	refs    int                   // stream subscribers, from just before subscribe until unsubscribed
-	waiters map[chan struct{}]int // long-polls waiting for any change
+	streams map[*stream]struct{}
+	waiters map[chan struct{}]struct{} // long-polls waiting for any change
 }
 
 // Option configures a Hub.
@@ -106,7 +113,7 @@ func NewHub(opts ...Option) *Hub {
 		maxPerIP:     100,
 		scenes:       make(map[string]*sceneEntry),
 		perIP:        make(map[string]int),
-		streams:      make(map[*streamWriter]struct{}),
+		streams:      make(map[*stream]struct{}),
 		stop:         make(chan struct{}),
 		done:         make(chan struct{}),
 	}
@@ -118,11 +125,13 @@ func NewHub(opts ...Option) *Hub {
 		h.transport = localTransport{h}
 	}
 	srv := sse.New()
-	srv.AutoStream = false // only streams we create exist
+	// The library creates a stream when its subscriber arrives and removes
+	// it when the subscriber leaves. Only the hub names streams (clients
+	// never reach the library's handler), one per connection.
+	srv.AutoStream = true
 	srv.AutoReplay = false // we send the current state ourselves; no unbounded log
-	srv.BufferSize = 8     // a scene sees a handful of events
+	srv.BufferSize = 8     // a stream sees a handful of events
 	srv.Headers = map[string]string{"X-Accel-Buffering": "no"}
-	srv.OnUnsubscribe = h.unsubscribed
 	h.srv = srv
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -137,7 +146,7 @@ func NewHub(opts ...Option) *Hub {
 		go func() { defer wg.Done(); h.heartbeats(ctx) }()
 		go func() {
 			defer wg.Done()
-			if err := h.transport.Run(ctx, h.deliver, h.wakeAll); err != nil && ctx.Err() == nil {
+			if err := h.transport.Run(ctx, h.deliver, h.resync); err != nil && ctx.Err() == nil {
 				h.log.Error("event transport stopped", "err", err)
 			}
 		}()
@@ -163,46 +172,115 @@ func (h *Hub) Notify(ctx context.Context, v login.View) {
 	}
 }
 
-// deliver hands an update to this instance's streams and long-polls.
+// deliver hands an update to this instance's streams and long-polls. Most
+// updates in a cluster are for scenes nobody waits on here: those cost one
+// map lookup.
 func (h *Hub) deliver(u Update) {
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	e := h.scenes[u.SceneID]
-	streaming := e != nil && e.refs > 0
-	if e != nil {
-		h.wakeLocked(u.SceneID, e)
-	}
-	h.mu.Unlock()
-	if !streaming {
+	if e == nil {
 		return
 	}
-	ev := &sse.Event{
-		ID:    []byte(strconv.FormatUint(u.Version, 10)),
-		Event: []byte(u.Status),
-		Data:  u.Data,
+	if len(e.streams) > 0 {
+		h.offerEachLocked(e, u)
 	}
-	if !h.srv.TryPublish(u.SceneID, ev) {
-		// The stream's buffer is full (a subscriber is stuck in a write that
-		// its deadline will end). Never block the caller, never drop the event.
-		go h.srv.Publish(u.SceneID, ev)
+	h.wakeLocked(u.SceneID, e)
+}
+
+// offerEachLocked offers an update to every stream of its scene.
+func (h *Hub) offerEachLocked(e *sceneEntry, u Update) {
+	confirmed, err := confirmedView(u)
+	if err != nil {
+		h.log.Error("decode scene update", "scene_id", u.SceneID, "err", err)
+		return
+	}
+	for s := range e.streams {
+		h.offerLocked(s, changeFor(s, u, confirmed))
 	}
 }
 
-// wakeAll wakes every long-poll and re-sends every stream its current state:
-// called after the transport reconnects, when updates may have been missed.
-func (h *Hub) wakeAll() {
+// confirmedView decodes a confirmed update, which each client is sent with
+// its own code; other updates are sent as they came.
+func confirmedView(u Update) (*login.View, error) {
+	if u.Status != login.StatusConfirmed {
+		return nil, nil
+	}
+	var v login.View
+	if err := json.Unmarshal(u.Data, &v); err != nil {
+		return nil, fmt.Errorf("decode confirmed view: %w", err)
+	}
+	return &v, nil
+}
+
+// changeFor is an update as stream s is to see it: a confirmed view carries
+// the code of the secret its client presented.
+func changeFor(s *stream, u Update, confirmed *login.View) change {
+	c := change{version: u.Version, status: u.Status, data: u.Data}
+	if confirmed != nil && s.code != "" {
+		v := *confirmed
+		v.Code = s.code
+		if data, err := json.Marshal(v); err == nil { // a view decoded from JSON encodes again
+			c.data = data
+		}
+	}
+	return c
+}
+
+// resync is called after the transport reconnected, when updates may have
+// been missed: every long-poll answers, and every stream is sent its scene's
+// current state if it is newer than what the client has.
+func (h *Hub) resync() {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	for id, e := range h.scenes {
 		h.wakeLocked(id, e)
 	}
-	for sw := range h.streams {
-		sw.resync.Store(true)
+	streams := make([]*stream, 0, len(h.streams))
+	for s := range h.streams {
+		streams = append(streams, s)
 	}
-	for id, e := range h.scenes {
-		if e.refs > 0 {
-			h.srv.TryPublish(id, &sse.Event{Comment: []byte(resyncComment)})
-		}
+	if h.closed {
+		streams = nil
 	}
+	h.rereads.Add(1)
+	h.mu.Unlock()
+	go func() {
+		defer h.rereads.Done()
+		h.reread(streams)
+	}()
+}
+
+// reread reads each stream's scene again, a few at a time: after a
+// reconnect every stream needs it at once, and the store serves the
+// requests of clients too.
+func (h *Hub) reread(streams []*stream) {
+	const parallel = 8
+	sem := make(chan struct{}, parallel)
+	var wg sync.WaitGroup
+	for _, s := range streams {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			v, err := s.current(s.ctx)
+			if err != nil {
+				if s.ctx.Err() == nil {
+					h.log.Warn("read scene for stream", "scene_id", s.sceneID, "err", err)
+					s.end(fmt.Errorf("read scene: %w", err))
+				}
+				return
+			}
+			data, err := json.Marshal(v)
+			if err != nil {
+				s.end(fmt.Errorf("encode scene view: %w", err))
+				return
+			}
+			h.mu.Lock()
+			h.offerLocked(s, change{version: v.Version, status: v.Status, data: data})
+			h.mu.Unlock()
+		}()
+	}
+	wg.Wait()
 }
 
 func (h *Hub) wakeLocked(id string, e *sceneEntry) {
@@ -219,7 +297,7 @@ func (h *Hub) Changed(sceneID string) (<-chan struct{}, func()) {
 	ch := make(chan struct{})
 	h.mu.Lock()
 	e := h.entryLocked(sceneID)
-	e.waiters[ch] = 1
+	e.waiters[ch] = struct{}{}
 	h.mu.Unlock()
 	return ch, func() {
 		h.mu.Lock()
@@ -234,14 +312,14 @@ func (h *Hub) Changed(sceneID string) (<-chan struct{}, func()) {
 func (h *Hub) entryLocked(id string) *sceneEntry {
 	e := h.scenes[id]
 	if e == nil {
-		e = &sceneEntry{waiters: make(map[chan struct{}]int), slot: slotOf(id)}
+		e = &sceneEntry{streams: make(map[*stream]struct{}), waiters: make(map[chan struct{}]struct{})}
 		h.scenes[id] = e
 	}
 	return e
 }
 
 func (h *Hub) dropIfUnusedLocked(id string, e *sceneEntry) {
-	if e.refs == 0 && len(e.waiters) == 0 {
+	if len(e.streams) == 0 && len(e.waiters) == 0 {
 		delete(h.scenes, id)
 	}
 }
@@ -291,7 +369,7 @@ func (h *Hub) heartbeats(ctx context.Context) {
 	t := time.NewTicker(h.heartbeat / time.Duration(slots))
 	defer t.Stop()
 	hb := &sse.Event{Comment: []byte("hb")}
-	var ids []string
+	var due []string
 	for tick := 0; ; tick++ {
 		select {
 		case <-ctx.Done():
@@ -299,43 +377,39 @@ func (h *Hub) heartbeats(ctx context.Context) {
 		case <-t.C:
 		}
 		slot := uint32(tick % slots)
-		ids = ids[:0]
+		due = due[:0]
 		h.mu.Lock()
-		for id, e := range h.scenes {
-			if e.refs > 0 && e.slot%uint32(slots) == slot {
-				ids = append(ids, id)
+		for s := range h.streams {
+			if s.live && !s.ended && s.slot%uint32(slots) == slot {
+				due = append(due, s.id)
 			}
 		}
 		h.mu.Unlock()
-		for _, id := range ids {
-			h.srv.TryPublish(id, hb) // a full buffer already has something to send
+		for _, id := range due {
+			h.srv.TryPublish(id, hb) // a full queue already has something to send
 		}
 	}
 }
 
-// Drain begins shutdown: new streams are refused, every open stream is told
-// to reconnect (elsewhere) and closed, and every long-poll answers now. It
-// returns when all streams have ended or ctx is done.
+// Drain begins shutdown: new streams are refused, every long-poll answers
+// now, and the hub ends every open stream with a hint to reconnect
+// (elsewhere). It returns when all streams have ended or ctx is done; then
+// the streams still writing are cut.
 func (h *Hub) Drain(ctx context.Context) error {
 	h.mu.Lock()
 	h.draining = true
 	for id, e := range h.scenes {
 		h.wakeLocked(id, e)
 	}
-	for sw := range h.streams {
-		sw.drain.Store(true)
-	}
-	for id, e := range h.scenes {
-		if e.refs > 0 {
-			h.srv.TryPublish(id, &sse.Event{Comment: []byte(drainComment)})
-		}
+	for s := range h.streams {
+		s.end(ErrDraining)
 	}
 	h.mu.Unlock()
 
 	done := make(chan struct{})
 	go func() {
 		h.mu.Lock()
-		for len(h.scenes) > 0 && h.hasStreamsLocked() {
+		for len(h.streams) > 0 {
 			h.idle.Wait()
 		}
 		h.mu.Unlock()
@@ -346,24 +420,16 @@ func (h *Hub) Drain(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		h.mu.Lock()
-		for sw := range h.streams {
-			sw.abort()
+		for s := range h.streams {
+			s.abort(ctx.Err())
 		}
 		h.mu.Unlock()
 		return ctx.Err()
 	}
 }
 
-func (h *Hub) hasStreamsLocked() bool {
-	for _, e := range h.scenes {
-		if e.refs > 0 {
-			return true
-		}
-	}
-	return false
-}
-
-// Close stops the heartbeat and the transport. Streams should be drained first.
+// Close stops the heartbeat and the transport. Streams should be drained
+// first; any still open are cut.
 func (h *Hub) Close() {
 	select {
 	case <-h.stop:
@@ -373,19 +439,16 @@ func (h *Hub) Close() {
 	<-h.done
 	// Streams on hijacked connections are not net/http's any more: end any
 	// still open and wait for them to close their connections (each write
-	// has a deadline).
+	// has a deadline). The library removes each stream as its subscriber
+	// leaves; its Close would strand a subscriber still leaving.
 	h.mu.Lock()
 	h.closed = true
-	for sw := range h.streams {
-		sw.abort()
+	for s := range h.streams {
+		s.abort(errHubClosed)
 	}
 	h.mu.Unlock()
 	h.detached.Wait()
-	h.mu.Lock()
-	if !h.hasStreamsLocked() {
-		h.srv.Close()
-	}
-	h.mu.Unlock()
+	h.rereads.Wait()
 }
 
 // localTransport delivers updates within this process.
@@ -401,10 +464,7 @@ func (t localTransport) Run(ctx context.Context, _ func(Update), _ func()) error
 	return nil
 }
 
-// ServeHTTPError is the handler's way to report errors before streaming.
-var _ http.Handler = (*sse.Server)(nil)
-
-// slotOf spreads scenes over heartbeat slots (FNV-1a of the id).
+// slotOf spreads streams over heartbeat slots (FNV-1a of the id).
 func slotOf(id string) uint32 {
 	h := uint32(2166136261)
 	for i := 0; i < len(id); i++ {

@@ -1,14 +1,13 @@
 package events
 
 import (
-	"bufio"
 	"context"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
+	"wxlogin/internal/ssetest"
 	"wxlogin/login"
 )
 
@@ -38,21 +37,13 @@ func BenchmarkNotifyToStream(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer resp.Body.Close()
-	r := bufio.NewReader(resp.Body)
+	rd := ssetest.NewReader(resp.Body)
 	readEvent := func() string {
-		var id string
-		for {
-			line, err := r.ReadString('\n')
-			if err != nil {
-				b.Fatal(err)
-			}
-			switch {
-			case strings.HasPrefix(line, "id: "):
-				id = strings.TrimSpace(line[4:])
-			case line == "\n" && id != "":
-				return id
-			}
+		ev, err := rd.Next()
+		if err != nil {
+			b.Fatal(err)
 		}
+		return ev.ID
 	}
 	if id := readEvent(); id != "1" {
 		b.Fatalf("first event id %s, want 1", id)

@@ -3,10 +3,12 @@ package events
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -154,19 +156,24 @@ func TestStreamSkipsVersionsAlreadySent(t *testing.T) {
 func TestHeartbeat(t *testing.T) {
 	_, scenes, srv := newTestHub(t, WithHeartbeat(50*time.Millisecond))
 	scenes.set(view("c", 1, login.StatusPending))
-	resp, err := http.Get(srv.URL + "/s/c")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/s/c", nil)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	deadline := time.Now().Add(5 * time.Second)
-	for sc.Scan() && time.Now().Before(deadline) {
-		if sc.Text() == ": hb" {
+	rd := ssetest.NewReader(resp.Body, ssetest.WithComments())
+	for {
+		ev, err := rd.Next()
+		if err != nil {
+			t.Fatalf("no heartbeat comment: %v", err)
+		}
+		if slices.Contains(ev.Comments, " hb") {
 			return
 		}
 	}
-	t.Fatal("no heartbeat comment")
 }
 
 func TestDrainTellsStreamsToReconnect(t *testing.T) {
@@ -283,11 +290,122 @@ func TestParseLastEventID(t *testing.T) {
 	}
 }
 
-func TestAddCode(t *testing.T) {
-	in := []byte("id: 2\ndata: {\"a\":1,\"user\":{\"x\":2}}\nevent: confirmed\n\n")
-	want := "id: 2\ndata: {\"a\":1,\"user\":{\"x\":2},\"code\":\"C\"}\nevent: confirmed\n\n"
-	if got := string(addCode(in, "C")); got != want {
-		t.Fatalf("addCode:\n%q\nwant\n%q", got, want)
+// A confirmed event carries each client's own code, and its data is the
+// poll endpoint's JSON of the view with that code: two clients of one
+// scene that presented different secrets each get theirs.
+func TestConfirmedEventCarriesEachClientsCode(t *testing.T) {
+	h := NewHub()
+	scenes := &fakeScenes{m: map[string]login.View{}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		code := r.URL.Query().Get("code")
+		h.Serve(w, r, StreamRequest{
+			SceneID: "e",
+			Code:    code,
+			Current: func(context.Context) (login.View, error) {
+				v := scenes.get("e")
+				if v.Status == login.StatusConfirmed {
+					v.Code = code
+				}
+				return v, nil
+			},
+		})
+	}))
+	t.Cleanup(func() { srv.Close(); h.Close() })
+	scenes.set(view("e", 1, login.StatusPending))
+	one, stopOne := readEvents(t, srv.URL+"/s/e?code=ONE")
+	defer stopOne()
+	two, stopTwo := readEvents(t, srv.URL+"/s/e?code=TWO")
+	defer stopTwo()
+	next(t, one)
+	next(t, two)
+
+	v := view("e", 2, login.StatusConfirmed)
+	v.User = &login.UserView{ID: "u_1", Name: "name", LoginCount: 1}
+	scenes.set(v)
+	h.Notify(context.Background(), v)
+	for code, events := range map[string]chan rawEvent{"ONE": one, "TWO": two} {
+		want := v
+		want.Code = code
+		wantJSON, _ := json.Marshal(want)
+		if ev := next(t, events); ev.ID != "2" || ev.Event != "confirmed" || ev.Data != string(wantJSON) {
+			t.Errorf("client %s got %+v\nwant data %s", code, ev, wantJSON)
+		}
+	}
+}
+
+// A change published while a new stream is reading its first state is kept
+// and sent after it, once and in order, whichever of the two is newer.
+func TestChangeDuringFirstReadIsKept(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		read, sent uint64 // version the first read returns, version published during it
+		want       []string
+	}{
+		{"published change is newer", 1, 2, []string{"1 pending", "2 scanned"}},
+		{"first read saw it already", 2, 2, []string{"2 scanned"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := NewHub()
+			reading, release := make(chan struct{}), make(chan struct{})
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				h.Serve(w, r, StreamRequest{
+					SceneID: "h",
+					Current: func(context.Context) (login.View, error) {
+						close(reading)
+						<-release
+						st := login.StatusPending
+						if tc.read == 2 {
+							st = login.StatusScanned
+						}
+						return view("h", tc.read, st), nil
+					},
+				})
+			}))
+			t.Cleanup(func() { srv.Close(); h.Close() })
+			// The response's headers go out with the first event: publish
+			// while the request waits for them.
+			go func() {
+				<-reading
+				h.Notify(context.Background(), view("h", tc.sent, login.StatusScanned))
+				close(release)
+			}()
+			events, stop := readEvents(t, srv.URL+"/s/h")
+			defer stop()
+			for _, want := range tc.want {
+				if ev := next(t, events); ev.ID+" "+ev.Event != want {
+					t.Fatalf("got %s %s, want %s", ev.ID, ev.Event, want)
+				}
+			}
+			h.Notify(context.Background(), view("h", 3, login.StatusDenied))
+			if ev := next(t, events); ev.ID+" "+ev.Event != "3 denied" {
+				t.Fatalf("got %s %s, want 3 denied", ev.ID, ev.Event)
+			}
+		})
+	}
+}
+
+// After the transport reconnects, each stream is sent its scene's current
+// state if it changed meanwhile, and nothing if it did not.
+func TestResyncSendsMissedChanges(t *testing.T) {
+	h, scenes, srv := newTestHub(t)
+	scenes.set(view("f", 1, login.StatusPending))
+	scenes.set(view("g", 1, login.StatusPending))
+	f, stopF := readEvents(t, srv.URL+"/s/f")
+	defer stopF()
+	g, stopG := readEvents(t, srv.URL+"/s/g")
+	defer stopG()
+	next(t, f)
+	next(t, g)
+
+	scenes.set(view("f", 2, login.StatusScanned)) // committed, its update lost
+	h.resync()
+	if ev := next(t, f); ev.ID != "2" || ev.Event != "scanned" {
+		t.Fatalf("after resync: %+v", ev)
+	}
+	scenes.set(view("g", 2, login.StatusDenied))
+	h.Notify(context.Background(), view("g", 2, login.StatusDenied))
+	if ev := next(t, g); ev.ID != "2" || ev.Event != "denied" {
+		t.Fatalf("g's next event is %+v, want denied v2 (nothing from the resync)", ev)
 	}
 }
 

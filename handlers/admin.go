@@ -14,6 +14,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"wxlogin/internal/iplimit"
 	"wxlogin/login"
 )
 
@@ -47,12 +48,12 @@ type Admin struct {
 type adminAPI struct {
 	cfg       *Admin
 	tokenHash [32]byte
-	limit     *ipLimiter
+	limit     *iplimit.Limiter
 	log       *slog.Logger
 }
 
 func registerAdmin(api *echo.Group, cfg *Admin, log *slog.Logger) {
-	ad := &adminAPI{cfg: cfg, tokenHash: sha256.Sum256([]byte(cfg.Token)), limit: newIPLimiter(cfg.PerMinute), log: log}
+	ad := &adminAPI{cfg: cfg, tokenHash: sha256.Sum256([]byte(cfg.Token)), limit: iplimit.New(cfg.PerMinute), log: log}
 	g := api.Group("/admin", ad.authorize)
 	g.GET("/backup", ad.backup)
 	g.GET("/users/:id", ad.showUser)
@@ -65,7 +66,7 @@ func registerAdmin(api *echo.Group, cfg *Admin, log *slog.Logger) {
 // leak through timing. The token is never logged.
 func (ad *adminAPI) authorize(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if wait, ok := ad.limit.allow(c.RealIP()); !ok {
+		if wait, ok := ad.limit.Allow(c.RealIP(), time.Now()); !ok {
 			return &login.Error{Code: login.ERATELIMITED, Message: "too many admin requests from your address", RetryAfter: wait}
 		}
 		c.Response().Header().Set("Cache-Control", "no-store")

@@ -10,9 +10,7 @@ package handlers
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	_ "embed"
-	"encoding/base64"
 	"errors"
 	"html/template"
 	"net/http"
@@ -23,6 +21,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
+	"wxlogin/internal/random"
 	"wxlogin/login"
 )
 
@@ -233,7 +232,7 @@ func messageView(title, msg string) confirmView { return confirmView{Title: titl
 // render writes the page with its own CSP: no script at all, one inline
 // style allowed by a fresh nonce, the form may post only to us, no framing.
 func (p *confirmPage) render(c echo.Context, status int, v confirmView) error {
-	v.Nonce = randomNonce()
+	v.Nonce = random.Token(16)
 	var buf bytes.Buffer
 	if err := confirmTemplate.Execute(&buf, v); err != nil {
 		return &login.Error{Code: login.EINTERNAL, Message: "cannot render the confirm page", Err: err}
@@ -244,10 +243,4 @@ func (p *confirmPage) render(c echo.Context, status int, v confirmView) error {
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Cache-Control", "no-store")
 	return c.HTMLBlob(status, buf.Bytes())
-}
-
-func randomNonce() string {
-	b := make([]byte, 16)
-	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms
-	return base64.RawStdEncoding.EncodeToString(b)
 }

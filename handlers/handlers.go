@@ -1,5 +1,8 @@
 // Package handlers maps wxlogin's HTTP API onto login.Service with Echo:
 // routes, request and response types, and the error → status table.
+//
+// Construction: New takes everything in one Config struct; nothing is set
+// on the API after construction.
 package handlers
 
 import (
@@ -21,12 +24,13 @@ import (
 	qrcode "github.com/skip2/go-qrcode"
 
 	"wxlogin/events"
+	"wxlogin/internal/iplimit"
 	"wxlogin/login"
 )
 
 // Streams is what the handlers need from the event hub.
 type Streams interface {
-	// Acquire reserves a stream slot for a client, keyed by clientKey.
+	// Acquire reserves a stream slot for a client, keyed by iplimit.Key.
 	Acquire(client string) (release func(), err error)
 	Changed(sceneID string) (<-chan struct{}, func())
 	Serve(w http.ResponseWriter, r *http.Request, req events.StreamRequest)
@@ -36,19 +40,28 @@ type Streams interface {
 // returns WeChat's reply text.
 type DevScanner func(ctx context.Context, sceneID, openID string, firstFollow bool) (string, error)
 
+// DevCodeSender sends a signed WeChat text message carrying content from
+// openID (demo mode only) and returns WeChat's reply text.
+type DevCodeSender func(ctx context.Context, openID, content string) (string, error)
+
 // Config is what the HTTP layer needs to know about the deployment.
 type Config struct {
 	PublicURL      string // e.g. https://login.example.com; "" = paths only
 	AllowedOrigins []string
 	Demo           bool
-	DevScan        DevScanner // set only in demo mode
-	Static         fs.FS      // the demo page and JS client
-	OpenAPI        []byte
-	SceneRate      int // scene creations per minute per IP; 0 = unlimited
-	Ready          func(ctx context.Context) error
-	Callback       http.Handler // WeChat's webhook
-	Metrics        http.Handler // Prometheus, optional
-	Log            *slog.Logger
+	DevScan        DevScanner    // set only in demo mode
+	DevSendCode    DevCodeSender // set only in demo mode
+	// FollowQR is an image of the account's follow QR code and AccountName
+	// its name, shown beside a login code (the code method).
+	FollowQR    string
+	AccountName string
+	Static      fs.FS // the demo page and JS client
+	OpenAPI     []byte
+	SceneRate   int // scene creations per minute per IP; 0 = unlimited
+	Ready       func(ctx context.Context) error
+	Callback    http.Handler // WeChat's webhook
+	Metrics     http.Handler // Prometheus, optional
+	Log         *slog.Logger
 	// IPExtractor picks the client IP (X-Forwarded-For from trusted proxies only).
 	IPExtractor echo.IPExtractor
 	// Middleware is added first (metrics, request logs).
@@ -79,10 +92,10 @@ type API struct {
 	cfg     Config
 	log     *slog.Logger
 	polls   *pollThrottle
-	creates *ipLimiter
+	creates *iplimit.Limiter
 	// oauthStarts limits how fast one address starts web authorisations:
 	// each stores a state, so it gets the same budget as scene creation.
-	oauthStarts *ipLimiter
+	oauthStarts *iplimit.Limiter
 	secure      bool
 }
 
@@ -94,8 +107,8 @@ func New(svc *login.Service, streams Streams, cfg Config) *echo.Echo {
 	a := &API{
 		svc: svc, streams: streams, cfg: cfg, log: cfg.Log,
 		polls:       newPollThrottle(svc.Interval()),
-		creates:     newIPLimiter(cfg.SceneRate),
-		oauthStarts: newIPLimiter(cfg.SceneRate),
+		creates:     iplimit.New(cfg.SceneRate),
+		oauthStarts: iplimit.New(cfg.SceneRate),
 		secure:      strings.HasPrefix(cfg.PublicURL, "https://"),
 	}
 	e := echo.New()
@@ -143,6 +156,9 @@ func New(svc *login.Service, streams Streams, cfg Config) *echo.Echo {
 	}
 	if cfg.Demo && cfg.DevScan != nil {
 		api.POST("/dev/scan", a.devScan)
+		if cfg.DevSendCode != nil {
+			api.POST("/dev/code", a.devSendCode)
+		}
 		api.GET("/dev/config", func(c echo.Context) error {
 			return c.JSON(http.StatusOK, map[string]bool{"demo": true})
 		})
@@ -205,6 +221,14 @@ type SceneCreated struct {
 	Interval  int          `json:"interval"`
 	EventsURL string       `json:"events_url"`
 	StatusURL string       `json:"status_url"`
+	// Methods are the ways this scene can be completed: "qr" (scan QRURL),
+	// "code" (send LoginCode to the account), "oauth" (OAuthURL, inside
+	// WeChat's browser).
+	Methods []string `json:"methods"`
+	// The code method: the code to send, and where to send it.
+	LoginCode   string `json:"login_code,omitempty"`
+	FollowQR    string `json:"follow_qr,omitempty"`
+	AccountName string `json:"account_name,omitempty"`
 	// OAuthURL starts WeChat's web authorisation (the oauth method, inside
 	// WeChat's browser); the client adds ?return_to=.
 	OAuthURL string `json:"oauth_url,omitempty"`
@@ -212,7 +236,7 @@ type SceneCreated struct {
 
 func (a *API) createScene(c echo.Context) error {
 	ip := c.RealIP()
-	if wait, ok := a.creates.allow(clientKey(ip)); !ok {
+	if wait, ok := a.creates.Allow(ip, time.Now()); !ok {
 		return &login.Error{Code: login.ERATELIMITED, Message: "too many new scenes from your address; slow down", RetryAfter: wait}
 	}
 	ns, err := a.svc.CreateScene(c.Request().Context(), login.ClientMeta{IP: ip, UserAgent: c.Request().UserAgent()})
@@ -237,31 +261,63 @@ func (a *API) createScene(c echo.Context) error {
 		oauthURL = base + "/oauth"
 	}
 	return c.JSON(http.StatusCreated, SceneCreated{
-		OAuthURL:  oauthURL,
-		SceneID:   sc.ID,
-		Secret:    ns.Secret,
-		Status:    sc.Status,
-		QRURL:     sc.QRURL,
-		QRImage:   base + "/qr.png",
-		ExpiresAt: sc.ExpiresAt.UTC(),
-		ExpiresIn: int(ttl / time.Second),
-		Interval:  int(a.svc.Interval() / time.Second),
-		EventsURL: base + "/events",
-		StatusURL: base,
+		OAuthURL:    oauthURL,
+		SceneID:     sc.ID,
+		Secret:      ns.Secret,
+		Status:      sc.Status,
+		QRURL:       sc.QRURL,
+		QRImage:     base + "/qr.png",
+		ExpiresAt:   sc.ExpiresAt.UTC(),
+		ExpiresIn:   int(ttl / time.Second),
+		Interval:    int(a.svc.Interval() / time.Second),
+		EventsURL:   base + "/events",
+		StatusURL:   base,
+		Methods:     a.sceneMethods(sc),
+		LoginCode:   sc.LoginCode,
+		FollowQR:    a.codeField(sc, a.cfg.FollowQR),
+		AccountName: a.codeField(sc, a.cfg.AccountName),
 	})
 }
 
+// sceneMethods lists how a new scene can be completed.
+func (a *API) sceneMethods(sc *login.Scene) []string {
+	methods := []string{}
+	if sc.QRURL != "" {
+		methods = append(methods, "qr")
+	}
+	if sc.LoginCode != "" {
+		methods = append(methods, "code")
+	}
+	if a.cfg.WebAuth != nil {
+		methods = append(methods, "oauth")
+	}
+	return methods
+}
+
+// codeField is v for a scene with a login code, "" otherwise.
+func (a *API) codeField(sc *login.Scene, v string) string {
+	if sc.LoginCode == "" {
+		return ""
+	}
+	return v
+}
+
 // sceneSecret is the scene's secret from the Bearer header or the scene's cookie.
-func sceneSecret(c echo.Context, id string) string {
+func sceneSecret(c echo.Context, id string) string { return bearerOrCookie(c, "wxl_"+id) }
+
+// bearerOrCookie is the credential a request carries: its Bearer token, else
+// the value of the named cookie (what a browser page has), else "".
+func bearerOrCookie(c echo.Context, cookie string) string {
 	if t := bearer(c); t != "" {
 		return t
 	}
-	if ck, err := c.Cookie("wxl_" + id); err == nil {
+	if ck, err := c.Cookie(cookie); err == nil {
 		return ck.Value
 	}
 	return ""
 }
 
+// bearer is the token of an "Authorization: Bearer" header, or "".
 func bearer(c echo.Context) string {
 	h := c.Request().Header.Get("Authorization")
 	if len(h) > 7 && strings.EqualFold(h[:7], "Bearer ") {
@@ -303,7 +359,7 @@ func (a *API) pollScene(c echo.Context) error {
 
 // longPoll waits until the scene changes (on any instance) or wait passes.
 func (a *API) longPoll(c echo.Context, id, secret string, first login.View, wait time.Duration) (login.View, error) {
-	release, err := a.streams.Acquire(clientKey(c.RealIP()))
+	release, err := a.streams.Acquire(iplimit.Key(c.RealIP()))
 	if err != nil {
 		return login.View{}, err
 	}
@@ -354,7 +410,7 @@ func (a *API) streamScene(c echo.Context) error {
 	if err != nil || !ok {
 		return err
 	}
-	release, err := a.streams.Acquire(clientKey(c.RealIP()))
+	release, err := a.streams.Acquire(iplimit.Key(c.RealIP()))
 	if err != nil {
 		return err
 	}
@@ -366,12 +422,7 @@ func (a *API) streamScene(c echo.Context) error {
 }
 
 // streamRequest checks a stream request and answers it when there is nothing
-// to stream (ok false). It is apart from streamScene, and not inlined, because
-// on a connection the hub cannot take over (HTTP/2) streamScene's frame stays
-// on the stack for the stream's whole life: small frames there let an idle
-// stream's goroutine stack shrink to 8 KB.
-//
-//go:noinline
+// to stream (ok false).
 func (a *API) streamRequest(c echo.Context) (req events.StreamRequest, ok bool, err error) {
 	id := c.Param("id")
 	secret := sceneSecret(c, id)
@@ -462,15 +513,8 @@ func (a *API) exchange(c echo.Context) error {
 		ExpiresIn: int(l.ExpiresIn / time.Second), User: l.User})
 }
 
-func sessionToken(c echo.Context) string {
-	if t := bearer(c); t != "" {
-		return t
-	}
-	if ck, err := c.Cookie(sessionCookie); err == nil {
-		return ck.Value
-	}
-	return ""
-}
+// sessionToken is the session's token from the Bearer header or the session cookie.
+func sessionToken(c echo.Context) string { return bearerOrCookie(c, sessionCookie) }
 
 func (a *API) me(c echo.Context) error {
 	u, err := a.svc.Me(c.Request().Context(), sessionToken(c))
@@ -518,6 +562,40 @@ func (a *API) devScan(c echo.Context) error {
 	text, err := a.cfg.DevScan(ctx, req.SceneID, req.OpenID, req.FirstFollow)
 	if err != nil {
 		return &login.Error{Code: login.EUNAVAILABLE, Message: "the simulated WeChat callback failed", Err: err}
+	}
+	return c.JSON(http.StatusOK, map[string]string{"reply": text})
+}
+
+// DevCodeRequest asks the demo to act as WeChat for a text message that
+// carries a login code.
+type DevCodeRequest struct {
+	SceneID string `json:"scene_id"`
+	Code    string `json:"code"`
+	OpenID  string `json:"openid,omitempty"`
+}
+
+// devSendCode sends the code, as WeChat would post the person's message,
+// to our own webhook. The scene's secret is required as for /dev/scan, so
+// the demo page can only act for its own scene; the text sent is what the
+// page gives, so a wrong code shows the miss reply.
+func (a *API) devSendCode(c echo.Context) error {
+	var req DevCodeRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	if _, err := a.svc.Authorize(ctx, req.SceneID, sceneSecret(c, req.SceneID)); err != nil {
+		return err
+	}
+	if req.OpenID == "" {
+		req.OpenID = DemoOpenID
+	}
+	if len(req.OpenID) > 64 || len(req.Code) > 64 {
+		return login.Errorf(login.EINVALID, "openid or code is too long")
+	}
+	text, err := a.cfg.DevSendCode(ctx, req.OpenID, req.Code)
+	if err != nil {
+		return &login.Error{Code: login.EUNAVAILABLE, Message: "the simulated WeChat message failed", Err: err}
 	}
 	return c.JSON(http.StatusOK, map[string]string{"reply": text})
 }

@@ -3,8 +3,6 @@ package handlers
 import (
 	"sync"
 	"time"
-
-	"golang.org/x/time/rate"
 )
 
 // pollThrottle enforces the poll interval per scene. The interval counts from
@@ -68,52 +66,4 @@ func (p *pollThrottle) sweepLocked(now time.Time) {
 			delete(p.lastEnd, id)
 		}
 	}
-}
-
-// ipLimiter is a token bucket per client IP for scene creation.
-type ipLimiter struct {
-	perMinute int
-
-	mu    sync.Mutex
-	m     map[string]*ipBucket
-	swept time.Time
-}
-
-type ipBucket struct {
-	lim  *rate.Limiter
-	seen time.Time
-}
-
-func newIPLimiter(perMinute int) *ipLimiter {
-	return &ipLimiter{perMinute: perMinute, m: make(map[string]*ipBucket)}
-}
-
-// allow takes one token for ip, or says how long until one is free.
-func (l *ipLimiter) allow(ip string) (time.Duration, bool) {
-	if l.perMinute <= 0 {
-		return 0, true
-	}
-	now := time.Now()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if now.Sub(l.swept) > time.Minute {
-		l.swept = now
-		for k, b := range l.m {
-			if now.Sub(b.seen) > 2*time.Minute { // a full bucket again: forget it
-				delete(l.m, k)
-			}
-		}
-	}
-	b := l.m[ip]
-	if b == nil {
-		b = &ipBucket{lim: rate.NewLimiter(rate.Limit(float64(l.perMinute)/60), l.perMinute)}
-		l.m[ip] = b
-	}
-	b.seen = now
-	r := b.lim.ReserveN(now, 1)
-	if d := r.DelayFrom(now); d > 0 {
-		r.CancelAt(now)
-		return d, false
-	}
-	return 0, true
 }

@@ -9,6 +9,7 @@ package handlers
 
 import (
 	"bytes"
+	"context"
 	_ "embed"
 	"html/template"
 	"math"
@@ -21,6 +22,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
+	"wxlogin/internal/random"
 	"wxlogin/login"
 )
 
@@ -44,7 +46,7 @@ type WebAuthConfig struct {
 	Observe func(outcome login.WebAuthOutcome)
 	// DevAuthorize, in demo mode, is what WeChat does when the person
 	// agrees on the stand-in's page: a code for openID.
-	DevAuthorize func(openID string) string
+	DevAuthorize func(ctx context.Context, openID string) (string, error)
 }
 
 //go:embed webauth.html
@@ -116,7 +118,7 @@ func (a *API) startWebAuth(c echo.Context) error {
 	if err != nil {
 		return a.badReturnTo(c)
 	}
-	if wait, ok := a.oauthStarts.allow(c.RealIP()); !ok {
+	if wait, ok := a.oauthStarts.Allow(c.RealIP(), time.Now()); !ok {
 		c.Response().Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(wait.Seconds())))))
 		return a.webAuthPage(c, http.StatusTooManyRequests, webAuthView{Title: "请稍后再试 / Try again shortly",
 			Message: "登录请求过于频繁, 请稍后再试。 Too many login attempts from your address; try again in a moment."})
@@ -243,7 +245,13 @@ func (a *API) devAuthorize(c echo.Context) error {
 		if openID == "" {
 			openID = DemoOpenID
 		}
-		back.Set("code", a.cfg.WebAuth.DevAuthorize(openID))
+		code, err := a.cfg.WebAuth.DevAuthorize(c.Request().Context(), openID)
+		if err != nil {
+			a.log.Warn("demo authorisation page: the stand-in issued no code", "err", err)
+			return a.webAuthPage(c, http.StatusServiceUnavailable, webAuthView{Title: "请稍后再试 / Try again shortly",
+				Message: "模拟的微信没有应答。 The simulated WeChat did not answer."})
+		}
+		back.Set("code", code)
 	}
 	return c.Redirect(http.StatusFound, redirectURI+"?"+back.Encode())
 }
@@ -252,7 +260,7 @@ func (a *API) devAuthorize(c echo.Context) error {
 // allowed by a fresh nonce, forms post only to us (and the redirects that
 // follow stay on the origins a browser may return to), no framing.
 func (a *API) webAuthPage(c echo.Context, status int, v webAuthView) error {
-	v.Nonce = randomNonce()
+	v.Nonce = random.Token(16)
 	var buf bytes.Buffer
 	if err := webAuthTemplate.Execute(&buf, v); err != nil {
 		return &login.Error{Code: login.EINTERNAL, Message: "cannot render the page", Err: err}

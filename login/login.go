@@ -1,6 +1,9 @@
 // Package login is the domain of wxlogin: scenes, their state machine, users,
 // error codes and the interfaces the adapters implement. It imports no HTTP,
 // database or WeChat types.
+//
+// Construction: NewService takes its dependencies as arguments and the rest
+// as functional options (With…) with documented defaults.
 package login
 
 import (
@@ -46,6 +49,9 @@ type Scene struct {
 	CreatedAt  time.Time `json:"created_at"`
 	ExpiresAt  time.Time `json:"expires_at"`
 	QRURL      string    `json:"qr_url"`
+	// LoginCode is the code the person may send to the account instead of
+	// scanning (the code method); held only while the scene waits.
+	LoginCode string `json:"login_code,omitempty"`
 
 	// Who asked for the login, shown on the confirm page (confirm mode).
 	ClientIP  string `json:"client_ip,omitempty"`
@@ -140,6 +146,8 @@ type Identification struct {
 // a retry gets the same answer and changes nothing.
 type Result struct {
 	Outcome    Outcome   `json:"outcome"`
+	Method     Method    `json:"method,omitempty"`   // how the person was identified (the reply's wording)
+	SceneID    string    `json:"scene_id,omitempty"` // the scene identified for (a message code names it only through its code)
 	Name       string    `json:"name,omitempty"`
 	LoginCount int64     `json:"login_count,omitempty"`
 	HandledAt  time.Time `json:"handled_at"`
@@ -151,14 +159,16 @@ type Outcome string
 
 // Outcomes of a message or decision.
 const (
-	OutcomeConfirmed    Outcome = "confirmed"     // the login went through
-	OutcomeScanned      Outcome = "scanned"       // confirm mode: waits for the confirm page
-	OutcomeAlreadyUsed  Outcome = "already_used"  // the scene was already scanned
-	OutcomeExpired      Outcome = "expired"       // the scene expired or is unknown
-	OutcomeUnsubscribed Outcome = "unsubscribed"  // recorded, no reply
-	OutcomeIgnored      Outcome = "ignored"       // not ours
-	OutcomeDenied       Outcome = "denied"        // confirm mode: denied
-	OutcomeDecided      Outcome = "decided_twice" // confirm mode: link reused
+	OutcomeConfirmed       Outcome = "confirmed"         // the login went through
+	OutcomeScanned         Outcome = "scanned"           // confirm mode: waits for the confirm page
+	OutcomeAlreadyUsed     Outcome = "already_used"      // the scene was already scanned
+	OutcomeExpired         Outcome = "expired"           // the scene expired or is unknown
+	OutcomeUnsubscribed    Outcome = "unsubscribed"      // recorded, no reply
+	OutcomeIgnored         Outcome = "ignored"           // not ours
+	OutcomeDenied          Outcome = "denied"            // confirm mode: denied
+	OutcomeDecided         Outcome = "decided_twice"     // confirm mode: link reused
+	OutcomeCodeMiss        Outcome = "code_miss"         // a login code no waiting scene holds
+	OutcomeTooManyAttempts Outcome = "too_many_attempts" // the sender is locked out after too many misses
 )
 
 // UpdateKeys names the records one Update reads and may write. Empty fields are not read.
@@ -223,6 +233,7 @@ type Store interface {
 	SessionStore
 	WebAuthStateStore
 	MaintenanceStore
+	LoginCodeStore
 	HealthChecker
 	Close() error
 }

@@ -3,7 +3,6 @@ package login
 import (
 	"context"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
@@ -12,6 +11,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"wxlogin/internal/random"
 )
 
 // Defaults of the contract.
@@ -35,6 +36,7 @@ type Service struct {
 	interval     time.Duration
 	confirmLinks bool
 	methods      Methods
+	misses       MissPolicy
 	webAuth      WebAuthExchanger
 	unionIDs     *unionIDLookups
 	// endSessions, when set, ends a user's sessions when they unfollow the
@@ -69,6 +71,10 @@ func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.log = l } }
 // only the confirm page makes it "confirmed".
 func WithConfirmLinks(on bool) Option { return func(s *Service) { s.confirmLinks = on } }
 
+// WithMissPolicy sets when wrong login codes lock a sender out (default
+// DefaultMissPolicy).
+func WithMissPolicy(p MissPolicy) Option { return func(s *Service) { s.misses = p } }
+
 // WithMethods sets the login methods on offer (default: QR only). Without
 // QR, scene creation asks WeChat for nothing.
 func WithMethods(m Methods) Option { return func(s *Service) { s.methods = m } }
@@ -95,6 +101,7 @@ func NewService(store Store, notifier Notifier, qr QRIssuer, opts ...Option) *Se
 		qrTTL:    DefaultQRTTL,
 		interval: DefaultInterval,
 		methods:  Methods{QR: true},
+		misses:   DefaultMissPolicy,
 	}
 	for _, o := range opts {
 		o(s)
@@ -150,8 +157,8 @@ func (s *Service) CreateScene(ctx context.Context, meta ClientMeta) (*NewScene, 
 	if err := s.store.Ping(ctx); err != nil {
 		return nil, fmt.Errorf("create scene: %w", ErrUnavailable("ping storage", err))
 	}
-	id := randomToken(16)
-	secret := randomToken(32)
+	id := random.Token(16)
+	secret := random.Token(32)
 	var qr QR
 	if s.methods.QR {
 		var err error
@@ -171,7 +178,7 @@ func (s *Service) CreateScene(ctx context.Context, meta ClientMeta) (*NewScene, 
 		ClientIP:   meta.IP,
 		UserAgent:  truncate(meta.UserAgent, 256),
 	}
-	if err := s.store.CreateScene(ctx, sc); err != nil {
+	if err := s.storeScene(ctx, sc); err != nil {
 		return nil, fmt.Errorf("create scene: %w", err)
 	}
 	return &NewScene{Scene: sc, Secret: secret}, nil
@@ -330,7 +337,7 @@ func (s *Service) Confirm(ctx context.Context, id Identification) (Result, error
 }
 
 func (s *Service) decideConfirm(rs ReadSet, id Identification, now time.Time) (WriteSet, Result) {
-	res := Result{HandledAt: now}
+	res := Result{HandledAt: now, Method: id.Method, SceneID: id.SceneID}
 	sc := rs.Scene
 	if sc == nil || sc.StatusAt(now) == StatusExpired {
 		res.Outcome = OutcomeExpired
@@ -377,7 +384,7 @@ func (s *Service) decideConfirm(rs ReadSet, id Identification, now time.Time) (W
 
 // countLogin returns the user with one more login.
 func countLogin(old *User, openID string, now time.Time) *User {
-	u := &User{ID: "u_" + randomToken(12), OpenID: openID, Name: DefaultUserName, FirstLoginAt: now}
+	u := &User{ID: "u_" + random.Token(12), OpenID: openID, Name: DefaultUserName, FirstLoginAt: now}
 	if old != nil {
 		c := *old
 		u = &c
@@ -550,7 +557,7 @@ func (s *Service) Exchange(ctx context.Context, sceneID, secret, code string) (*
 		return nil, Errorf(EINTERNAL, "confirmed scene without a user")
 	}
 	s.notify(ctx, changed)
-	token := randomToken(32)
+	token := random.Token(32)
 	sess := &Session{TokenHash: HashToken(token), OpenID: user.OpenID, UserID: user.ID,
 		CreatedAt: now, ExpiresAt: now.Add(SessionTTL)}
 	if err := s.store.CreateSession(ctx, sess); err != nil {
@@ -669,13 +676,6 @@ func HashToken(token string) string {
 func hashSecret(secret string) []byte {
 	h := sha256.Sum256([]byte(secret))
 	return h[:]
-}
-
-// randomToken returns n random bytes, base64url without padding.
-func randomToken(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms
-	return base64.RawURLEncoding.EncodeToString(b)
 }
 
 func truncate(s string, n int) string {

@@ -20,6 +20,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"wxlogin/internal/random"
 )
 
 // WebAuthState is a started web authorisation, kept under its state.
@@ -78,7 +80,7 @@ func (s *Service) StartWebAuth(ctx context.Context, sc *Scene, returnTo string) 
 	if st := sc.StatusAt(s.now()); st != StatusPending {
 		return WebAuthStart{}, Errorf(ECONFLICT, "the scene is %s, not pending", st)
 	}
-	start := WebAuthStart{State: randomAlnum(WebAuthStateLen), Binding: randomToken(32), ExpiresAt: sc.ExpiresAt}
+	start := WebAuthStart{State: randomAlnum(WebAuthStateLen), Binding: random.Token(32), ExpiresAt: sc.ExpiresAt}
 	err := s.store.PutWebAuthState(ctx, start.State, &WebAuthState{
 		SceneID: sc.ID, ReturnTo: returnTo, BindingHash: hashSecret(start.Binding), ExpiresAt: sc.ExpiresAt,
 	})

@@ -32,12 +32,7 @@ func AccessLog(log *slog.Logger) echo.MiddlewareFunc {
 	}
 }
 
-// logRequest writes the access line. It is its own function, not inlined,
-// because the middleware's frame stays on the stack of every open SSE
-// stream: the eight attributes made that frame 840 bytes, enough to keep
-// each stream's goroutine stack at 16 KB instead of 8 KB (BENCHMARKS.md).
-//
-//go:noinline
+// logRequest writes the access line.
 func logRequest(log *slog.Logger, c echo.Context, id string, start time.Time) {
 	req := c.Request()
 	status := c.Response().Status

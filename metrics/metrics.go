@@ -2,8 +2,11 @@
 // own and writes one log line per request. It watches the service from the
 // outside, through decorators around the interfaces the core already has
 // (login.Store, login.Notifier, the handlers' Streams) and the hooks the
-// adapters offer (wechat.Callback.Observe, wechat.Client.Observe), so no
-// domain code knows it exists.
+// adapters take at construction (wechat.CallbackConfig.Observe,
+// wechat.Config.Observe), so no domain code knows it exists.
+//
+// Construction: New takes nothing; its methods wrap or observe what wiring
+// hands them.
 package metrics
 
 import (
@@ -44,8 +47,21 @@ type Metrics struct {
 	duration      *prometheus.HistogramVec // route, method, code
 	inFlightTotal prometheus.Gauge
 	storage       *prometheus.HistogramVec // phase: journal_sync, checkpoint
+	loginCodes    *prometheus.CounterVec   // outcome (codeOutcomes)
+	forwards      *prometheus.CounterVec   // mode, result (wechat.Forward*)
+	forwardTime   *prometheus.HistogramVec // mode
 	webAuth       *prometheus.CounterVec   // outcome: login.WebAuthOutcomes
 }
+
+// codeOutcomes are the label values of login_codes_total: what a login
+// code sent to the account did.
+var codeOutcomes = []string{"confirmed", "scanned", "already_used", "expired", "code_miss", "too_many_attempts", "duplicate"}
+
+// forwardResults and forwardModes are the label values of forwards_total.
+var (
+	forwardResults = []string{"ok", "http_error", "timeout", "conn_error", "busy", "too_large"}
+	forwardModes   = []string{"reply", "after"}
+)
 
 // New creates the collectors on a fresh registry, with the Go runtime and
 // process collectors (goroutines, open files, memory) beside them.
@@ -105,6 +121,30 @@ func New() *Metrics {
 			Help: "Returns from WeChat's web authorisation (the oauth method) by outcome.",
 		}, []string{"outcome"}),
 	}
+	m.loginCodes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "login_codes_total",
+		Help: "Login codes sent to the account, by outcome: confirmed, scanned (confirm mode), already_used, expired, " +
+			"code_miss (no waiting scene holds it), too_many_attempts (sender locked out), duplicate (WeChat's retry).",
+	}, []string{"outcome"})
+	m.forwards = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "forwards_total",
+		Help: "Messages forwarded to the account's handler (WXLOGIN_FORWARD_URL) by mode (reply: its answer goes to WeChat; " +
+			"after: wxlogin answered) and result (ok, http_error, timeout, conn_error, busy: every slot taken, too_large).",
+	}, []string{"mode", "result"})
+	m.forwardTime = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: namespace, Name: "forward_duration_seconds",
+		Help:    "How long the account's handler took to answer a forwarded message (busy forwards excluded).",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2, 3, 4, 5},
+	}, []string{"mode"})
+	for _, o := range codeOutcomes {
+		m.loginCodes.WithLabelValues(o)
+	}
+	for _, mode := range forwardModes {
+		for _, r := range forwardResults {
+			m.forwards.WithLabelValues(mode, r)
+		}
+	}
+	m.reg.MustRegister(m.loginCodes, m.forwards, m.forwardTime)
 	m.reg.MustRegister(m.webAuth,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -224,10 +264,36 @@ func (m *Metrics) ObserveCallback(event, result string) {
 // label must never grow with input.
 func callbackEvent(event string) string {
 	switch event {
-	case "subscribe", "scan", "unsubscribe":
+	case "subscribe", "scan", "unsubscribe", "text":
 		return event
 	case "":
 		return "none" // refused before parsing (signature, size)
+	}
+	return "other"
+}
+
+// ObserveCode is wechat.Callback.ObserveCode: what one login code did.
+func (m *Metrics) ObserveCode(outcome string) {
+	m.loginCodes.WithLabelValues(fixedLabel(outcome, codeOutcomes)).Inc()
+}
+
+// ObserveForward is wechat.Forwarder.Observe: one forward's mode, result
+// and duration.
+func (m *Metrics) ObserveForward(mode, result string, d time.Duration) {
+	mode = fixedLabel(mode, forwardModes)
+	m.forwards.WithLabelValues(mode, fixedLabel(result, forwardResults)).Inc()
+	if result != "busy" {
+		m.forwardTime.WithLabelValues(mode).Observe(d.Seconds())
+	}
+}
+
+// fixedLabel keeps a label within its known values ("other" otherwise), so
+// a new outcome in an adapter can never grow a series without bound.
+func fixedLabel(v string, known []string) string {
+	for _, k := range known {
+		if v == k {
+			return v
+		}
 	}
 	return "other"
 }
@@ -302,11 +368,7 @@ func (m *Metrics) Middleware() echo.MiddlewareFunc {
 	}
 }
 
-// observeRequest records a finished request's duration. Not inlined, so the
-// middleware's frame, which every open SSE stream keeps on its stack, stays
-// small (see logRequest).
-//
-//go:noinline
+// observeRequest records a finished request's duration.
 func (m *Metrics) observeRequest(c echo.Context, start time.Time) {
 	route := routeOf(c)
 	if route == StreamRoute || c.QueryParam("wait") != "" {

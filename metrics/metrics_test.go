@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -24,6 +25,7 @@ import (
 	"wxlogin/metrics"
 	"wxlogin/storage"
 	"wxlogin/wechat"
+	"wxlogin/wechat/wechattest"
 )
 
 const callbackToken = "metrics-test-token"
@@ -32,25 +34,22 @@ const callbackToken = "metrics-test-token"
 // metrics wired in as wire.go does, and WeChat's API played by a stand-in.
 type service struct {
 	URL     string
-	standIn *wechat.StandIn
+	standIn *wechattest.WeChat
 	sim     *wechat.Simulator
 	logs    *lockedBuffer
 }
 
-var (
-	standInOnce sync.Once
-	standIn     *wechat.StandIn
-)
+// sharedStandIn plays WeChat's API for every test of this package:
+// silenceper's HTTP client is process-wide, so TestMain points it at this
+// one WeChat, served over real HTTP.
+var sharedStandIn = wechattest.New()
 
-// sharedStandIn points silenceper (a process-wide HTTP client) at one
-// stand-in served over real HTTP, once for this test binary.
-func sharedStandIn() *wechat.StandIn {
-	standInOnce.Do(func() {
-		standIn = wechat.NewStandIn()
-		srv := httptest.NewServer(standIn)
-		wechat.SetHTTPClient(wechat.RedirectClient(srv.URL, 4*time.Second))
-	})
-	return standIn
+func TestMain(m *testing.M) {
+	srv := httptest.NewServer(sharedStandIn)
+	wechat.SetHTTPClient(wechat.RedirectClient(srv.URL, 4*time.Second))
+	code := m.Run()
+	srv.Close()
+	os.Exit(code)
 }
 
 func startService(t *testing.T) *service {
@@ -64,11 +63,10 @@ func startService(t *testing.T) *service {
 	log := slog.New(slog.NewJSONHandler(logs, nil))
 	hub := events.NewHub(events.WithLogger(log))
 
-	client := wechat.NewClient(wechat.Config{AppID: "wxmetricstest", AppSecret: "s", Token: callbackToken}, log)
-	client.Observe = m.ObserveWeChat
+	client := wechat.NewClient(wechat.Config{AppID: "wxmetricstest", AppSecret: "s", Token: callbackToken,
+		Observe: m.ObserveWeChat}, log)
 	svc := login.NewService(m.Store(store), m.Notifier(hub), client, login.WithLogger(log))
-	cb := wechat.NewCallback(client, svc, callbackToken, log)
-	cb.Observe = m.ObserveCallback
+	cb := wechat.NewCallback(client, svc, wechat.CallbackConfig{Token: callbackToken, Log: log, Observe: m.ObserveCallback})
 
 	e := handlers.New(svc, m.Streams(hub), handlers.Config{
 		Callback:   cb,
@@ -88,7 +86,7 @@ func startService(t *testing.T) *service {
 	})
 	return &service{
 		URL:     srv.URL,
-		standIn: sharedStandIn(),
+		standIn: sharedStandIn,
 		sim:     &wechat.Simulator{URL: srv.URL + "/wechat/callback", Token: callbackToken},
 		logs:    logs,
 	}
@@ -98,7 +96,7 @@ func startService(t *testing.T) *service {
 // after each step.
 func TestMetricsFollowALogin(t *testing.T) {
 	s := startService(t)
-	s.standIn.SetFault(wechat.Fault{})
+	s.standIn.SetFault(wechattest.Fault{})
 
 	// Scene created: one token fetch, one qrcode/create.
 	a := s.createScene(t)
@@ -163,12 +161,12 @@ func TestMetricsFollowALogin(t *testing.T) {
 	})
 
 	// WeChat's quota runs out: an errcode with an empty errmsg.
-	s.standIn.SetFault(wechat.Fault{QRErrCode: wechat.ErrCodeQuota})
+	s.standIn.SetFault(wechattest.Fault{QRErrCode: wechat.ErrCodeQuota})
 	r := s.post(t, "/api/v1/login/scenes", "")
 	if r.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("create with quota gone: %d", r.StatusCode)
 	}
-	s.standIn.SetFault(wechat.Fault{})
+	s.standIn.SetFault(wechattest.Fault{})
 	text := s.expect(t, map[string]float64{
 		`wxlogin_wechat_api_calls_total{api="qrcode/create",errcode="45009"}`: 1,
 		`wxlogin_wechat_up`:                     0,
@@ -208,7 +206,7 @@ func TestMetricsFollowALogin(t *testing.T) {
 // path and never the query (WeChat's signature).
 func TestAccessLog(t *testing.T) {
 	s := startService(t)
-	s.standIn.SetFault(wechat.Fault{})
+	s.standIn.SetFault(wechattest.Fault{})
 	a := s.createScene(t)
 	if _, err := s.sim.Send(context.Background(), wechat.ScanEvent(a.SceneID, "oMetrics_user_log_0000000001", false, time.Now())); err != nil {
 		t.Fatal(err)

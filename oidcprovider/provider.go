@@ -2,6 +2,8 @@
 // certified `op` package speaks the protocol; this package keeps its state in
 // wxlogin's store (bbolt or Redis), and its login step is wxlogin's own QR
 // page. The login package knows nothing of it.
+//
+// Construction: New takes one Config struct and checks it.
 package oidcprovider
 
 import (
@@ -26,6 +28,7 @@ import (
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
 
+	"wxlogin/internal/iplimit"
 	"wxlogin/login"
 )
 
@@ -81,13 +84,15 @@ type Config struct {
 
 // Provider is the OpenID Provider mounted beside wxlogin's routes.
 type Provider struct {
-	cfg       Config
-	op        *op.Provider
-	store     *store
-	secrets   *secrets
-	secure    bool
-	clients   map[string]*client
-	limiter   *authorizeLimiter
+	cfg     Config
+	op      *op.Provider
+	store   *store
+	secrets *secrets
+	secure  bool
+	clients map[string]*client
+	// limiter bounds new authorization requests per client: each one is a
+	// stored record for 30 minutes, so an unbounded flood would fill the store.
+	limiter   *iplimit.Limiter
 	loginPage *template.Template
 }
 
@@ -120,7 +125,7 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("OIDC login page: %w", err)
 	}
-	p := &Provider{cfg: cfg, secure: !insecure, clients: map[string]*client{}, limiter: newAuthorizeLimiter(cfg.AuthorizeRate),
+	p := &Provider{cfg: cfg, secure: !insecure, clients: map[string]*client{}, limiter: iplimit.New(cfg.AuthorizeRate),
 		loginPage: loginPage, secrets: &secrets{records: cfg.Records, now: cfg.Now}}
 	// The keys are made now at the first start; a store that does not answer
 	// yet (Redis down) only delays that to the first request that needs them.
@@ -251,7 +256,7 @@ func (p *Provider) discovery(c echo.Context) error {
 // new request to this browser, and shows op's refusals that must not
 // redirect (unknown client, unregistered redirect URI) as a page.
 func (p *Provider) authorize(c echo.Context) error {
-	if wait, ok := p.limiter.allow(c.RealIP(), p.cfg.Now()); !ok {
+	if wait, ok := p.limiter.Allow(c.RealIP(), p.cfg.Now()); !ok {
 		c.Response().Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
 		return p.errorPage(c, http.StatusTooManyRequests,
 			"登录请求太频繁, 请稍后再试。 Too many login requests from your address: try again in a moment.")

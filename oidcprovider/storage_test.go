@@ -60,25 +60,3 @@ func TestAccessTokenIDRoundTrip(t *testing.T) {
 	}
 }
 
-func TestAuthorizeLimiter(t *testing.T) {
-	l := newAuthorizeLimiter(3)
-	now := time.Unix(1_800_000_000, 0)
-	for i := range 3 {
-		if _, ok := l.allow("2001:db8:1:2::a", now); !ok {
-			t.Fatalf("request %d refused within the burst", i+1)
-		}
-	}
-	// Another address in the same /64 shares the bucket; another /64 does not.
-	if wait, ok := l.allow("2001:db8:1:2::b", now); ok || wait <= 0 || wait > 20*time.Second {
-		t.Fatalf("same /64 beyond the burst: %v %v", wait, ok)
-	}
-	if _, ok := l.allow("2001:db8:1:3::a", now); !ok {
-		t.Fatal("another /64 refused")
-	}
-	if _, ok := l.allow("2001:db8:1:2::a", now.Add(21*time.Second)); !ok {
-		t.Fatal("no token back after 20 s at 3 a minute")
-	}
-	if _, ok := newAuthorizeLimiter(0).allow("192.0.2.1", now); !ok {
-		t.Fatal("0 must mean unlimited")
-	}
-}

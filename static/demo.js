@@ -1,7 +1,8 @@
-// The demo page: a QR code, a countdown, live status in Chinese and English, and in
-// demo mode a button that has the server simulate WeChat's signed callback. Inside
-// WeChat's browser (and with the oauth method on) one "Log in with WeChat" button
-// stands in for the QR code.
+// The demo page: a QR code and/or a login code to send to the account (whichever
+// methods the server has on), a countdown, live status in Chinese and English, and in
+// demo mode buttons that have the server simulate WeChat's signed callback: a scan, or
+// the person's message carrying the code. Inside WeChat's browser (and with the oauth
+// method on) one "Log in with WeChat" button stands in for the QR code.
 // Everything goes through qrlogin.js, as it would on another site.
 import { QRLogin } from "./qrlogin.js";
 
@@ -82,6 +83,7 @@ const handlers = {
     $("wechat-login").dataset.scene = s.scene_id;
     showBanner();
     $("qr").dataset.scene = s.scene_id;
+    showMethods(s);
     $("user").hidden = true;
     $("net").hidden = true;
     overlay(null);
@@ -98,6 +100,8 @@ const handlers = {
     if (!waiting) {
       stopCountdown();
       $("scan").disabled = true;
+      $("send-code").disabled = true;
+      $("code-box").classList.add("faded");
       $("wechat-login").hidden = true;
       overlay(status === "confirmed" ? "✓" : "!", status === "confirmed" ? "ok" : "bad", status !== "confirmed");
     }
@@ -132,6 +136,46 @@ const handlers = {
     say("出错了: " + err.message, "Something went wrong: " + err.message, "bad");
   },
 };
+
+// showMethods shows the QR, the login code, or both side by side.
+function showMethods(s) {
+  const code = s.methods.includes("code") && !!s.login_code;
+  document.body.dataset.methods = s.methods.join(" ");
+  $("code-box").hidden = !code;
+  $("code-box").classList.remove("faded");
+  $("send-code").disabled = false;
+  $("scan").hidden = !demo || !s.methods.includes("qr") || !!s.oauth;
+  $("send-code").hidden = !demo || !code;
+  if (!code) return;
+  $("login-code").textContent = s.login_code;
+  const account = s.account_name || "本网站的微信公众号";
+  const accountEn = s.account_name || "this site's WeChat Official Account";
+  const or = s.methods.includes("qr") ? ["或者", "Or "] : ["", ""];
+  const how = $("code-how");
+  how.replaceChildren(`${or[0]}关注并发送以下登录码给公众号「${account}」`,
+    Object.assign(document.createElement("span"), {
+      className: "en",
+      textContent: `${or[1]}${or[1] ? "send" : "Send"} this code to ${accountEn} in WeChat (follow it first)`,
+    }));
+  $("follow-qr").hidden = !s.follow_qr;
+  if (s.follow_qr) $("follow-qr").src = s.follow_qr;
+}
+
+async function simulateSendCode() {
+  if (!scene) return;
+  $("send-code").disabled = true;
+  try {
+    const res = await fetch(base + "/api/v1/dev/code", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Authorization: "Bearer " + scene.secret },
+      body: JSON.stringify({ scene_id: scene.scene_id, code: scene.login_code }),
+    });
+    if (!res.ok) throw new Error((await res.json().catch(() => ({}))).message || res.statusText);
+  } catch (err) {
+    $("send-code").disabled = false;
+    say("模拟发送登录码失败: " + err.message, "Simulated code message failed: " + err.message, "bad");
+  }
+}
 
 async function simulateScan() {
   if (!scene) return;
@@ -185,12 +229,14 @@ async function init() {
   $("refresh").addEventListener("click", refresh);
   $("overlay-refresh").addEventListener("click", refresh);
   $("scan").addEventListener("click", simulateScan);
+  $("send-code").addEventListener("click", simulateSendCode);
   $("wechat-login").addEventListener("click", loginWithWeChat);
   $("polling").addEventListener("change", () => login.setPolling($("polling").checked));
   login = QRLogin.start({ base, qr: $("qr"), resume: page.resume !== "0", polling: $("polling").checked, ...handlers });
   demo = await demoMode();
   showBanner();
   if ($("oidc-demo")) $("oidc-demo").hidden = !demo;
+  if (scene) showMethods(scene);
 }
 
 init();

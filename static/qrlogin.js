@@ -17,6 +17,12 @@
 // more requests. login.refresh() starts over with a new QR code, login.setPolling(on)
 // switches how the current scene is watched, login.stop() ends everything.
 //
+// Login methods: the server says which are on in scene.methods. With "qr" the scene has a
+// QR code (qr_image, shown in opts.qr). With "code" it has scene.login_code, a short code
+// of digits the person sends to the Official Account as a WeChat message (on this phone
+// too: they switch to WeChat and back), with scene.account_name and scene.follow_qr (an
+// image of the account's follow QR, when configured) to show beside it. Both may be on.
+//
 // Other callbacks: onScene(scene) when a QR code is ready, onMode("stream"|"polling"),
 // onError(err) — err.retrying is true when the client keeps trying on its own.
 //
@@ -119,7 +125,7 @@ export class QRLogin {
       this.save(scene);
     }
     run.scene = this.scene = scene;
-    if (this.qr && !scene.oauth) this.qr.src = scene.qr_image;
+    if (this.qr && scene.methods.includes("qr") && !scene.oauth) this.qr.src = scene.qr_image;
     this.onScene(scene);
     run.expiry = setTimeout(() => this.handle(run, { scene_id: scene.scene_id, status: "expired", expires_at: scene.expires_at }),
       Math.max(0, scene.expiresAtMs - Date.now()) + EXPIRY_GRACE_MS);
@@ -138,6 +144,8 @@ export class QRLogin {
     return {
       ...s,
       qr_image: this.resolve(s.qr_image),
+      methods: s.methods || ["qr"],
+      follow_qr: this.resolve(s.follow_qr || ""),
       events_url: this.resolve(s.events_url),
       status_url: this.resolve(s.status_url),
       oauth_url: s.oauth_url ? this.resolve(s.oauth_url) : "",

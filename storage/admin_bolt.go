@@ -20,10 +20,13 @@ import (
 //
 //	1 (no "format" key): scenes, users, callbacks, sessions and their expiry indexes
 //	2: also user_ids (user id → openid) and user_sessions (sessions by user)
+//	3: also login_codes, code_misses and code_misses_due (login by message
+//	   code); journal records may name these buckets, which a build of
+//	   version 2 would take for a malformed record
 //
 // A file of a newer version is refused: an older build would not keep the
 // indexes that build relies on.
-const FormatVersion = 2
+const FormatVersion = 3
 
 var keyFormat = []byte("format")
 
@@ -48,7 +51,7 @@ func checkFormat(db *bolt.DB) error {
 }
 
 // upgradeFormat builds what a file of an older format lacks (the user and
-// session indexes), in one commit with the new version number, so a crash
+// session indexes; the buckets of version 3 are made at every open), in one commit with the new version number, so a crash
 // leaves either the old file or the upgraded one.
 func upgradeFormat(db *bolt.DB) error {
 	return db.Update(func(tx *bolt.Tx) error {

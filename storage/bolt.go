@@ -10,6 +10,9 @@
 // checkpoint (checkpoint.go) commits the overlay into bbolt. After a crash,
 // OpenBolt replays into bbolt what the journal holds beyond bbolt's last
 // checkpoint.
+//
+// Construction: OpenBolt takes functional options (With…) with documented
+// defaults; NewRedis takes its client and key prefix.
 package storage
 
 import (
@@ -42,20 +45,26 @@ const (
 	bCallbacksDue
 	bSessions
 	bSessionsDue
-	bUserIDs      // user id → openid (admin_bolt.go)
-	bUserSessions // user id, 0, token hash → nothing (admin_bolt.go)
+	bUserIDs       // user id → openid (admin_bolt.go)
+	bUserSessions  // user id, 0, token hash → nothing (admin_bolt.go)
+	bLoginCodes    // login code → id of the waiting scene holding it (codes.go)
+	bCodeMisses    // openid → its recent wrong login codes and lockout
+	bCodeMissesDue // expiry index of bCodeMisses
 )
 
 var allBuckets = [][]byte{
-	bScenes:       []byte("scenes"),
-	bScenesDue:    []byte("scenes_due"),
-	bUsers:        []byte("users"),
-	bCallbacks:    []byte("callbacks"),
-	bCallbacksDue: []byte("callbacks_due"),
-	bSessions:     []byte("sessions"),
-	bSessionsDue:  []byte("sessions_due"),
-	bUserIDs:      []byte("user_ids"),
-	bUserSessions: []byte("user_sessions"),
+	bScenes:        []byte("scenes"),
+	bScenesDue:     []byte("scenes_due"),
+	bUsers:         []byte("users"),
+	bCallbacks:     []byte("callbacks"),
+	bCallbacksDue:  []byte("callbacks_due"),
+	bSessions:      []byte("sessions"),
+	bSessionsDue:   []byte("sessions_due"),
+	bUserIDs:       []byte("user_ids"),
+	bUserSessions:  []byte("user_sessions"),
+	bLoginCodes:    []byte("login_codes"),
+	bCodeMisses:    []byte("code_misses"),
+	bCodeMissesDue: []byte("code_misses_due"),
 }
 
 // bucketMeta holds the last journal generation written into bbolt.
@@ -297,6 +306,9 @@ func (b *Bolt) CreateScene(ctx context.Context, s *login.Scene) error {
 		if w.get(bScenes, s.ID) != nil {
 			return login.Errorf(login.ECONFLICT, "scene exists")
 		}
+		if err := claimLoginCode(w, s); err != nil {
+			return err
+		}
 		return putScene(w, nil, s)
 	})
 	return wrap("create scene", err)
@@ -448,6 +460,7 @@ func (b *Bolt) Purge(ctx context.Context, now time.Time) error {
 	err := b.write(ctx, func(w *writeTx) error {
 		purgeIndex(w, bCallbacksDue, bCallbacks, now)
 		purgeSessions(w, now)
+		purgeIndex(w, bCodeMissesDue, bCodeMisses, now)
 		return nil
 	})
 	return wrap("purge", err)
@@ -469,6 +482,9 @@ func putScene(w *writeTx, old, s *login.Scene) error {
 		return err
 	}
 	w.put(bScenesDue, string(dueKey(s.NextCheck(), s.ID)), nil)
+	if !s.Status.Waiting() {
+		releaseLoginCode(w, s)
+	}
 	return nil
 }
 
@@ -478,6 +494,7 @@ func deleteScene(w *writeTx, old *login.Scene) {
 	}
 	w.del(bScenesDue, string(dueKey(old.NextCheck(), old.ID)))
 	w.del(bScenes, old.ID)
+	releaseLoginCode(w, old)
 }
 
 // dueKey is a big-endian time followed by the record key: bytewise order is time order.

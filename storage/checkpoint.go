@@ -95,9 +95,10 @@ func (b *Bolt) closeGeneration() *closedGeneration {
 }
 
 // applyOps writes ops into bbolt, in key order (bbolt fills pages best
-// that way).
+// that way). The sort is stable: one journal record may delete a key and
+// put it again, and on replay the put must stay last.
 func applyOps(tx *bolt.Tx, ops []op) error {
-	slices.SortFunc(ops, func(a, b op) int {
+	slices.SortStableFunc(ops, func(a, b op) int {
 		return cmp.Or(cmp.Compare(a.bucket, b.bucket), cmp.Compare(a.key, b.key))
 	})
 	for _, c := range ops {

@@ -28,6 +28,10 @@ import (
 //	due:scenes     ZSET scene id → NextCheck, for DueScenes
 //	due:cb         ZSET dedupe key → HandledAt+DedupeTTL, for Purge
 //	due:sess       ZSET token hash → ExpiresAt, for Purge
+//	code:<code>    id of the waiting scene holding a login code, expires
+//	               with the scene's wait (redis_codes.go)
+//	codemiss:<openid>  ZSET of a sender's recent wrong login codes
+//	codelock:<openid>  end of a sender's lockout (Unix ms)
 //
 // ZSET scores are Unix microseconds: exact in a float64 (UnixNano is not).
 //
@@ -114,28 +118,40 @@ func (r *Redis) dueRecords() string           { return r.prefix + "due:cb" }
 func (r *Redis) dueSessions() string          { return r.prefix + "due:sess" }
 
 // createSceneScript stores a scene only if its id is free, with its index
-// entry, in one step.
+// entry and, when KEYS[3] is given, its login code claimed (SET NX: on
+// every instance at once), in one step. 0: the id exists; -1: the code is taken.
 var createSceneScript = redis.NewScript(`
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PXAT', ARGV[2]) then
-  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
-  return 1
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
 end
-return 0`)
+if KEYS[3] and not redis.call('SET', KEYS[3], ARGV[4], 'NX', 'PXAT', ARGV[5]) then
+  return -1
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+return 1`)
 
-// CreateScene stores a new scene; an existing id is a conflict.
+// CreateScene stores a new scene; an existing id is a conflict, a login
+// code another waiting scene holds is login.ErrLoginCodeTaken.
 func (r *Redis) CreateScene(ctx context.Context, s *login.Scene) error {
 	raw, err := json.Marshal(s)
 	if err != nil {
 		return fmt.Errorf("create scene: encode: %w", err)
 	}
 	keys := []string{r.sceneKey(s.ID), r.dueScenes()}
+	if s.LoginCode != "" {
+		keys = append(keys, r.loginCodeKey(s.LoginCode))
+	}
 	created, err := createSceneScript.Run(ctx, r.rdb, keys,
-		raw, expireAt(sceneKeep(s)), score(s.NextCheck()), s.ID).Int()
+		raw, expireAt(sceneKeep(s)), score(s.NextCheck()), s.ID, expireAt(s.ExpiresAt)).Int()
 	if err != nil {
 		return login.ErrUnavailable("create scene", err)
 	}
-	if created == 0 {
+	switch created {
+	case 0:
 		return login.Errorf(login.ECONFLICT, "scene exists")
+	case -1:
+		return login.ErrLoginCodeTaken
 	}
 	return nil
 }
@@ -236,6 +252,7 @@ func (r *Redis) encodeWrite(ctx context.Context, k login.UpdateKeys, old *login.
 			ops = append(ops, func(p redis.Pipeliner) {
 				p.Del(ctx, r.sceneKey(old.ID))
 				p.ZRem(ctx, r.dueScenes(), old.ID)
+				r.releaseLoginCode(ctx, p, old)
 			})
 		}
 	case w.Scene != nil:
@@ -250,6 +267,9 @@ func (r *Redis) encodeWrite(ctx context.Context, k login.UpdateKeys, old *login.
 			}
 			p.Set(ctx, r.sceneKey(s.ID), raw, keepFor(sceneKeep(s)))
 			p.ZAdd(ctx, r.dueScenes(), redis.Z{Score: score(s.NextCheck()), Member: s.ID})
+			if !s.Status.Waiting() {
+				r.releaseLoginCode(ctx, p, s)
+			}
 		})
 	}
 	if w.User != nil {
@@ -424,6 +444,9 @@ func score(t time.Time) float64 { return float64(t.UnixMicro()) }
 
 // backoff is a random wait before the next optimistic attempt, growing with
 // the attempt number, so conflicting writers spread out instead of colliding again.
+// It is not the events package's reconnect backoff: that one waits out a Redis
+// that is down (100 ms doubling to seconds, no jitter needed for one subscriber),
+// this one separates writers racing on a WATCHed key (microseconds, random).
 func backoff(attempt int) time.Duration {
 	ceiling := min(time.Duration(attempt)*200*time.Microsecond, redisMaxBackoff)
 	return time.Duration(rand.Int64N(int64(ceiling)) + 1)

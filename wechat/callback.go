@@ -30,7 +30,8 @@ const (
 	MaxClockSkew    = 5 * time.Minute
 	// AnswerWithin is how long a message may wait for storage. WeChat hangs
 	// up after 5 s and retries; answering a little before that, with an
-	// error rather than "success", keeps the retry honest (see commit).
+	// error rather than "success", keeps the retry honest: WeChat sends the
+	// message again instead of taking it as handled.
 	AnswerWithin = 4 * time.Second
 )
 
@@ -38,14 +39,32 @@ const (
 // silenceper parses, decrypts and builds replies; we add what it leaves out:
 // a constant-time signature check that answers 403, a timestamp window, a
 // body limit, dedupe (through login.Service) and "success" in safe mode.
-// A scan becomes a login in handle, through login.Service.Confirm; the reply
-// is worded from the Result it returns (Replies).
+// A scan becomes a login in handle, through login.Service.Confirm (a login
+// code sent as a text message, through login.Service.ConfirmCode); the reply
+// is worded from the Result it returns (Replies). Every verified message
+// that is not a login goes to the account's own handler when Forward is set.
 type Callback struct {
 	client *Client
 	svc    *login.Service
 	token  string
 	log    *slog.Logger
 	now    func() time.Time
+	// replies … forward: CallbackConfig's.
+	replies      Replies
+	confirmLink  func(sceneID, openID string) string
+	observer     func(event, result string)
+	queries      QueryBindings
+	codeObserver func(outcome string)
+	forward      *Forwarder
+	// safeOnly: an AES key is configured, so only encrypted messages count.
+	safeOnly bool
+}
+
+// CallbackConfig is what the webhook needs besides the account's client and
+// the login service.
+type CallbackConfig struct {
+	Token string // the account's callback token (signatures)
+	Log   *slog.Logger
 	// Replies words the answer to a message (the reply template).
 	Replies Replies
 	// ConfirmLink, when set (confirm mode), returns the link sent to the
@@ -53,19 +72,32 @@ type Callback struct {
 	ConfirmLink func(sceneID, openID string) string
 	// Observe, when set, is told each callback's event and result (metrics).
 	Observe func(event, result string)
-	// Queries binds plain-mode signed queries to their bodies. NewCallback
-	// sets in-process bindings; wiring replaces them (Redis in a cluster, or
-	// bindings kept over restarts in the bbolt file) before use.
+	// Queries binds plain-mode signed queries to their bodies: Redis in a
+	// cluster, or bindings kept over restarts in the bbolt file. nil keeps
+	// them in this process only.
 	Queries QueryBindings
-	// safeOnly: an AES key is configured, so only encrypted messages count.
-	safeOnly bool
+	// ObserveCode, when set, is told the outcome of each login code sent
+	// (metrics): a login.Outcome, or ResultDuplicate for a retry.
+	ObserveCode func(outcome string)
+	// Forward, when set, passes every verified message that is not a login
+	// on to the account's existing handler (WXLOGIN_FORWARD_URL).
+	Forward *Forwarder
 }
 
-// NewCallback returns the webhook for an account whose callback token is token.
-// With the client's AES key set, plaintext messages are refused (403).
-func NewCallback(client *Client, svc *login.Service, token string, log *slog.Logger) *Callback {
-	return &Callback{client: client, svc: svc, token: token, log: log, now: svc.Now,
-		Queries: NewLocalQueryBindings(), safeOnly: client.SafeMode()}
+// NewCallback returns the webhook of client's account. With the client's
+// AES key set, plaintext messages are refused (403).
+func NewCallback(client *Client, svc *login.Service, cfg CallbackConfig) *Callback {
+	queries := cfg.Queries
+	if queries == nil {
+		queries = NewLocalQueryBindings()
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Callback{client: client, svc: svc, token: cfg.Token, log: log, now: svc.Now,
+		replies: cfg.Replies, confirmLink: cfg.ConfirmLink, observer: cfg.Observe,
+		queries: queries, codeObserver: cfg.ObserveCode, forward: cfg.Forward, safeOnly: client.SafeMode()}
 }
 
 // Outcomes reported to Observe besides login.Outcome values.
@@ -80,6 +112,7 @@ const (
 	ResultPlaintext    = "plaintext_refused" // safe mode is configured
 	ResultRebound      = "body_mismatch"     // a signed query replayed with another body
 	ResultSlowBody     = "body_timeout"      // the body did not arrive within the deadline
+	ResultForwarded    = "forwarded"         // not a login: passed to the account's handler
 )
 
 // errSlowStorage means a message's update did not commit within AnswerWithin.
@@ -90,6 +123,9 @@ var errSlowStorage = errors.New("storage did not commit within the answer deadli
 // nobody signed never holds a connection open while its body trickles in.
 func (cb *Callback) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	deadline := time.Now().Add(AnswerWithin)
+	// WeChat's query exactly as sent: the account's handler checks its
+	// signature (compatible mode below rewrites r's copy).
+	rawQuery := r.URL.RawQuery
 	q := r.URL.Query()
 	if !plausibleNonce(q.Get("nonce")) || !ValidSignature(cb.token, q.Get("timestamp"), q.Get("nonce"), q.Get("signature")) {
 		cb.observe("", ResultBadSignature)
@@ -133,10 +169,17 @@ func (cb *Callback) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var bind func(context.Context) (bool, error)
 	if r.Method == http.MethodPost && !safe {
 		bind = func(ctx context.Context) (bool, error) {
-			return cb.Queries.BindQuery(ctx, signedQueryKey(q), sha256.Sum256(body), queryFreshUntil(q))
+			return cb.queries.BindQuery(ctx, signedQueryKey(q), sha256.Sum256(body), queryFreshUntil(q))
 		}
 	}
-	cb.serve(w, r, deadline, bind)
+	cb.serve(w, r, deadline, bind, wechatRequest{rawQuery: rawQuery, contentType: r.Header.Get("Content-Type"), body: body})
+}
+
+// wechatRequest is a verified request as WeChat sent it, for forwarding.
+type wechatRequest struct {
+	rawQuery    string
+	contentType string
+	body        []byte
 }
 
 // asPlainMode is r without the query parameters that tell silenceper to
@@ -192,7 +235,7 @@ func queryFreshUntil(q url.Values) time.Time {
 // serve lets silenceper parse (and in safe mode decrypt) the message and
 // decides the reply. bind, set in plain mode, binds the signed query to the
 // body once the body is a message, before the message may change anything.
-func (cb *Callback) serve(w http.ResponseWriter, r *http.Request, deadline time.Time, bind func(context.Context) (bool, error)) {
+func (cb *Callback) serve(w http.ResponseWriter, r *http.Request, deadline time.Time, bind func(context.Context) (bool, error), orig wechatRequest) {
 	safe := r.URL.Query().Get("encrypt_type") == "aes"
 	out := newBufferedWriter()
 	srv := cb.client.OfficialAccount().GetServer(r, out)
@@ -201,7 +244,7 @@ func (cb *Callback) serve(w http.ResponseWriter, r *http.Request, deadline time.
 		handleErr error
 		rebound   bool // the query came before with another body
 		event     string
-		result    string
+		v         verdict
 	)
 	srv.SetMessageHandler(func(m *message.MixMessage) *message.Reply {
 		handled = true
@@ -214,9 +257,8 @@ func (cb *Callback) serve(w http.ResponseWriter, r *http.Request, deadline time.
 				return nil
 			}
 		}
-		var reply *message.Reply
-		reply, result, handleErr = cb.handle(r.Context(), deadline, m)
-		return reply
+		v, handleErr = cb.handle(r.Context(), deadline, m)
+		return v.reply
 	})
 	err := srv.Serve()
 	switch {
@@ -242,43 +284,80 @@ func (cb *Callback) serve(w http.ResponseWriter, r *http.Request, deadline time.
 		cb.observe(event, ResultMalformed)
 		http.Error(w, "malformed message", http.StatusBadRequest)
 		return
+	case !handled:
+		out.copyTo(w)
+		return
 	}
-	if handled {
-		cb.observe(event, result)
+	cb.observe(event, v.result)
+	if v.forward == ForwardModeReply {
+		// The account's handler answers: its body goes to WeChat unchanged
+		// (in safe mode it encrypted it with the same key).
+		cb.relay(w, r, orig)
+		return
 	}
-	if handled && srv.ResponseMsg == nil {
+	if v.forward == ForwardModeAfter {
+		defer cb.forward.After(orig.rawQuery, orig.contentType, orig.body)
+	}
+	if srv.ResponseMsg == nil {
 		// Nothing to say. silenceper writes "success" in plain mode but an
 		// encrypted empty string in safe mode; WeChat wants "success" in both.
 		writeSuccess(w)
 		return
 	}
-	if handled {
-		if err := srv.Send(); err != nil {
-			cb.log.Error("encode wechat reply", "err", err)
-			http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
-			return
-		}
+	if err := srv.Send(); err != nil {
+		cb.log.Error("encode wechat reply", "err", err)
+		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
+		return
 	}
 	out.copyTo(w)
 }
 
-// handle decides the reply to one message.
-func (cb *Callback) handle(ctx context.Context, deadline time.Time, m *message.MixMessage) (*message.Reply, string, error) {
+// relay forwards a verified message, with the query string and body WeChat
+// sent, and answers WeChat with the handler's answer, or "success" when
+// the handler fails or is too slow.
+func (cb *Callback) relay(w http.ResponseWriter, r *http.Request, orig wechatRequest) {
+	got, ok := cb.forward.Relay(r.Context(), orig.rawQuery, orig.contentType, orig.body)
+	if !ok {
+		writeSuccess(w)
+		return
+	}
+	if got.ContentType != "" {
+		w.Header().Set("Content-Type", got.ContentType)
+	}
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(got.Body)
+}
+
+// verdict is what to do with one message: answer it ourselves, or pass it
+// on to the account's handler (forward: a ForwardMode, "" for neither).
+type verdict struct {
+	reply   *message.Reply
+	result  string
+	forward string
+}
+
+// handle decides the answer to one message.
+func (cb *Callback) handle(ctx context.Context, deadline time.Time, m *message.MixMessage) (verdict, error) {
 	openID := string(m.FromUserName)
 	if openID == "" || len(openID) > 128 {
-		return nil, string(login.OutcomeIgnored), nil
+		return cb.notOurs(), nil
 	}
 	key := DedupeKey(m)
-	if m.MsgType != message.MsgTypeEvent {
-		return nil, string(login.OutcomeIgnored), nil
+	switch {
+	case m.MsgType == message.MsgTypeText:
+		return cb.handleText(ctx, deadline, m, openID, key)
+	case m.MsgType != message.MsgTypeEvent:
+		return cb.notOurs(), nil
 	}
 	var sceneID string
+	newFollower := false
 	switch m.Event {
 	case message.EventSubscribe:
 		if !strings.HasPrefix(m.EventKey, "qrscene_") {
-			return nil, string(login.OutcomeIgnored), nil // a plain follow, not a login
+			return cb.notOurs(), nil // a plain follow, not a login
 		}
 		sceneID = strings.TrimPrefix(m.EventKey, "qrscene_")
+		newFollower = true
 	case message.EventScan:
 		sceneID = m.EventKey
 	case message.EventUnsubscribe:
@@ -286,22 +365,55 @@ func (cb *Callback) handle(ctx context.Context, deadline time.Time, m *message.M
 			return struct{}{}, cb.svc.Unsubscribe(ctx, openID, key)
 		})
 		if err != nil {
-			return nil, "", err
+			return verdict{}, err
 		}
-		return nil, string(login.OutcomeUnsubscribed), nil
+		// The site keeps its follower records too.
+		return verdict{result: string(login.OutcomeUnsubscribed), forward: cb.forwardAfter()}, nil
 	default:
-		return nil, string(login.OutcomeIgnored), nil
+		return cb.notOurs(), nil
+	}
+	if cb.forward != nil && !login.ValidSceneID(sceneID) {
+		return cb.notOurs(), nil // the site's own parametric QR code, not a login
 	}
 	// Where a scan becomes a login.
 	res, err := commit(ctx, deadline, func(ctx context.Context) (login.Result, error) {
 		return cb.svc.Confirm(ctx, login.Identification{SceneID: sceneID, OpenID: openID, Method: login.MethodScan, DedupeKey: key})
 	})
 	if err != nil {
-		return nil, "", err
+		return verdict{}, err
 	}
-	text := cb.Replies.Text(res)
-	if res.Outcome == login.OutcomeScanned && cb.ConfirmLink != nil {
-		text = "请在网页登录前确认: " + cb.ConfirmLink(sceneID, openID) +
+	v := cb.answer(res, sceneID, openID)
+	if newFollower && !res.Duplicate {
+		v.forward = cb.forwardAfter() // a new follower, for the site's records
+	}
+	return v, nil
+}
+
+// handleText handles a text message: a login code when the code method is
+// on and the text has a code's shape, anything else is not ours.
+func (cb *Callback) handleText(ctx context.Context, deadline time.Time, m *message.MixMessage, openID, key string) (verdict, error) {
+	if !cb.svc.Methods().Code {
+		return cb.notOurs(), nil
+	}
+	code, ok := login.ParseLoginCode(m.Content)
+	if !ok {
+		return cb.notOurs(), nil
+	}
+	res, err := commit(ctx, deadline, func(ctx context.Context) (login.Result, error) {
+		return cb.svc.ConfirmCode(ctx, openID, code, key)
+	})
+	if err != nil {
+		return verdict{}, err
+	}
+	cb.observeCode(res)
+	return cb.answer(res, res.SceneID, openID), nil
+}
+
+// answer words the reply to an identification's Result.
+func (cb *Callback) answer(res login.Result, sceneID, openID string) verdict {
+	text := cb.replies.Text(res)
+	if res.Outcome == login.OutcomeScanned && cb.confirmLink != nil && sceneID != "" {
+		text = "请在网页登录前确认: " + cb.confirmLink(sceneID, openID) +
 			"\nConfirm the login here."
 	}
 	result := string(res.Outcome)
@@ -309,9 +421,25 @@ func (cb *Callback) handle(ctx context.Context, deadline time.Time, m *message.M
 		result = ResultDuplicate
 	}
 	if text == "" {
-		return nil, result, nil
+		return verdict{result: result}
 	}
-	return &message.Reply{MsgType: message.MsgTypeText, MsgData: message.NewText(text)}, result, nil
+	return verdict{reply: &message.Reply{MsgType: message.MsgTypeText, MsgData: message.NewText(text)}, result: result}
+}
+
+// notOurs is the verdict on a message that is not a login: the account's
+// handler answers it when one is configured, else WeChat gets "success".
+func (cb *Callback) notOurs() verdict {
+	if cb.forward != nil {
+		return verdict{result: ResultForwarded, forward: ForwardModeReply}
+	}
+	return verdict{result: string(login.OutcomeIgnored)}
+}
+
+func (cb *Callback) forwardAfter() string {
+	if cb.forward != nil {
+		return ForwardModeAfter
+	}
+	return ""
 }
 
 // commit runs one message's update apart from the request and waits for it
@@ -351,9 +479,20 @@ func commit[T any](ctx context.Context, deadline time.Time, update func(context.
 // honour contexts stop then; bbolt finishes its commit whatever happens).
 const detachedLimit = 30 * time.Second
 
+func (cb *Callback) observeCode(res login.Result) {
+	if cb.codeObserver == nil {
+		return
+	}
+	if res.Duplicate {
+		cb.codeObserver(ResultDuplicate)
+		return
+	}
+	cb.codeObserver(string(res.Outcome))
+}
+
 func (cb *Callback) observe(event, result string) {
-	if cb.Observe != nil {
-		cb.Observe(event, result)
+	if cb.observer != nil {
+		cb.observer(event, result)
 	}
 }
 

@@ -36,7 +36,7 @@ func newBenchCallback(b *testing.B) (*wechat.Callback, *login.Service) {
 		return login.QR{URL: "http://weixin.qq.com/q/" + id}, nil
 	})
 	svc := login.NewService(db, hub, qr, login.WithLogger(log))
-	return wechat.NewCallback(client, svc, benchToken, log), svc
+	return wechat.NewCallback(client, svc, wechat.CallbackConfig{Token: benchToken, Log: log}), svc
 }
 
 type qrFunc func(ctx context.Context, sceneID string, ttl time.Duration) (login.QR, error)

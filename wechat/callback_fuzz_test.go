@@ -56,7 +56,7 @@ func fuzzCallback(f *testing.F, aesKey string) *wechat.Callback {
 	if err != nil {
 		f.Fatal(err)
 	}
-	return wechat.NewCallback(client, svc, fuzzToken, log)
+	return wechat.NewCallback(client, svc, wechat.CallbackConfig{Token: fuzzToken, Log: log})
 }
 
 func seedEvents(f *testing.F) [][]byte {

@@ -4,6 +4,9 @@
 //
 // It imports silenceper's officialaccount packages directly: importing the
 // root package would switch logrus to Debug for the whole process.
+//
+// Construction: each type is built by its New function from a Config struct
+// (Config, CallbackConfig); nothing is set on it after construction.
 package wechat
 
 import (
@@ -50,6 +53,10 @@ type Config struct {
 	// WeChat hangs, each request waits for the HTTP client's timeout; the
 	// cap keeps those waits from piling up, and the excess fails at once.
 	MaxInFlight int
+	// Observe, when set, is told each call to WeChat's API: the api
+	// ("token", "qrcode/create") and WeChat's errcode in decimal ("0" =
+	// success), or NoAnswer (timeout, connection or HTTP error, bad JSON).
+	Observe func(api, errcode string)
 }
 
 // Client talks to WeChat's API through silenceper.
@@ -60,12 +67,7 @@ type Client struct {
 	cache    cache.Cache
 	log      *slog.Logger
 	inFlight chan struct{}
-
-	// Observe, when set, is told each call to WeChat's API: the api
-	// ("token", "qrcode/create") and WeChat's errcode in decimal ("0" =
-	// success), or NoAnswer (timeout, connection or HTTP error, bad JSON).
-	// Set it before use.
-	Observe func(api, errcode string)
+	observer func(api, errcode string) // Config.Observe
 
 	quotaMu     sync.Mutex
 	quotaLogged time.Time
@@ -80,7 +82,7 @@ func NewClient(cfg Config, log *slog.Logger) *Client {
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = 64
 	}
-	cl := &Client{cache: c, log: log, inFlight: make(chan struct{}, cfg.MaxInFlight)}
+	cl := &Client{cache: c, log: log, inFlight: make(chan struct{}, cfg.MaxInFlight), observer: cfg.Observe}
 	cl.oa = officialaccount.NewOfficialAccount(&config.Config{
 		AppID:          cfg.AppID,
 		AppSecret:      cfg.AppSecret,
@@ -121,23 +123,29 @@ func (t tokenWatch) Set(key string, val any, timeout time.Duration) error {
 }
 
 func (c *Client) observe(api string, errcode int64) {
-	if c.Observe != nil {
-		c.Observe(api, strconv.FormatInt(errcode, 10))
+	if c.observer != nil {
+		c.observer(api, strconv.FormatInt(errcode, 10))
 	}
 }
 
 func (c *Client) observeNoAnswer(api string) {
-	if c.Observe != nil {
-		c.Observe(api, NoAnswer)
+	if c.observer != nil {
+		c.observer(api, NoAnswer)
 	}
 }
 
 // OfficialAccount is silenceper's handle (the callback server uses it).
 func (c *Client) OfficialAccount() *officialaccount.OfficialAccount { return c.oa }
 
-// SetHTTPClient replaces the HTTP client silenceper uses for every call. It
-// is process-wide in silenceper, and GetQRTicket takes no context: the
-// client's Timeout is what bounds a slow WeChat. Call it once at start.
+// apiBase is where silenceper sends API calls (its URLs are constants).
+const apiBase = "https://api.weixin.qq.com"
+
+// SetHTTPClient sets the HTTP client silenceper uses for every call to
+// WeChat. silenceper keeps it in a package variable, so it is the same for
+// every Client of the process and cannot be chosen per Client: call this
+// once, at the start of the process, before any Client is used (main does).
+// GetQRTicket takes no context: the client's Timeout is what bounds a slow
+// WeChat.
 func SetHTTPClient(hc *http.Client) { util.DefaultHTTPClient = hc }
 
 // IssueQR asks WeChat for a temporary QR_STR_SCENE code (login.QRIssuer).

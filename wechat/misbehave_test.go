@@ -25,6 +25,7 @@ import (
 	"wxlogin/login"
 	"wxlogin/storage"
 	"wxlogin/wechat"
+	"wxlogin/wechat/wechattest"
 )
 
 // apiTimeout mirrors wire.go's wechatTimeout: the HTTP client's timeout is
@@ -35,20 +36,22 @@ const apiTimeout = 4 * time.Second
 // for our answers, and longer than apiTimeout.
 const weChatSlowness = 5 * time.Second
 
-var (
-	misbehavingOnce sync.Once
-	misbehaving     *wechat.StandIn
-)
+// misbehaving plays WeChat's API for every test of this package: silenceper's
+// HTTP client is process-wide, so TestMain points it at this one WeChat,
+// served over real HTTP.
+var misbehaving = wechattest.New()
 
-// misbehavingWeChat points silenceper's process-wide HTTP client at one
-// stand-in served over real HTTP (once for this test binary).
-func misbehavingWeChat(t *testing.T) *wechat.StandIn {
-	misbehavingOnce.Do(func() {
-		misbehaving = wechat.NewStandIn()
-		srv := httptest.NewServer(misbehaving)
-		wechat.SetHTTPClient(wechat.RedirectClient(srv.URL, apiTimeout))
-	})
-	t.Cleanup(func() { misbehaving.SetFault(wechat.Fault{}) })
+func TestMain(m *testing.M) {
+	srv := httptest.NewServer(misbehaving)
+	wechat.SetHTTPClient(wechat.RedirectClient(srv.URL, apiTimeout))
+	code := m.Run()
+	srv.Close()
+	os.Exit(code)
+}
+
+// misbehavingWeChat returns the test binary's WeChat, healed when t ends.
+func misbehavingWeChat(t *testing.T) *wechattest.WeChat {
+	t.Cleanup(func() { misbehaving.SetFault(wechattest.Fault{}) })
 	return misbehaving
 }
 
@@ -92,11 +95,10 @@ func startMisbehaveService(t *testing.T, appID string) *misbehaveService {
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	hub := events.NewHub(events.WithLogger(log))
-	client := wechat.NewClient(wechat.Config{AppID: appID, AppSecret: "s", Token: misbehaveToken}, log)
 	calls := &observed{}
-	client.Observe = calls.add
+	client := wechat.NewClient(wechat.Config{AppID: appID, AppSecret: "s", Token: misbehaveToken, Observe: calls.add}, log)
 	svc := login.NewService(store, hub, client, login.WithLogger(log))
-	cb := wechat.NewCallback(client, svc, misbehaveToken, log)
+	cb := wechat.NewCallback(client, svc, wechat.CallbackConfig{Token: misbehaveToken, Log: log})
 	srv := httptest.NewServer(handlers.New(svc, hub, handlers.Config{Callback: cb, Log: log}))
 	t.Cleanup(func() {
 		srv.Close()
@@ -148,18 +150,18 @@ func TestSceneCreationWhenWeChatMisbehaves(t *testing.T) {
 	s := startMisbehaveService(t, "wxmisbehave_create")
 	for _, tc := range []struct {
 		name     string
-		fault    wechat.Fault
+		fault    wechattest.Fault
 		code     string
 		message  string
 		observed string // the qrcode/create errcode reported to Observe
 	}{
-		{"slow", wechat.Fault{Delay: weChatSlowness}, login.EWECHAT, "WeChat is unavailable", wechat.NoAnswer},
-		{"HTTP 500", wechat.Fault{HTTPStatus: http.StatusInternalServerError}, login.EWECHAT, "WeChat is unavailable", wechat.NoAnswer},
-		{"HTTP 502", wechat.Fault{HTTPStatus: http.StatusBadGateway}, login.EWECHAT, "WeChat is unavailable", wechat.NoAnswer},
-		{"errcode with errmsg", wechat.Fault{QRErrCode: -1, QRErrMsg: "system error"}, login.EWECHAT, "errcode -1", "-1"},
-		{"errcode with empty errmsg", wechat.Fault{QRErrCode: 40013}, login.EWECHAT, "errcode 40013", "40013"},
-		{"quota, empty errmsg", wechat.Fault{QRErrCode: wechat.ErrCodeQuota}, login.EQUOTA, "45009", "45009"},
-		{"quota", wechat.Fault{QRErrCode: wechat.ErrCodeQuota, QRErrMsg: "reach max api daily quota limit"}, login.EQUOTA, "45009", "45009"},
+		{"slow", wechattest.Fault{Delay: weChatSlowness}, login.EWECHAT, "WeChat is unavailable", wechat.NoAnswer},
+		{"HTTP 500", wechattest.Fault{HTTPStatus: http.StatusInternalServerError}, login.EWECHAT, "WeChat is unavailable", wechat.NoAnswer},
+		{"HTTP 502", wechattest.Fault{HTTPStatus: http.StatusBadGateway}, login.EWECHAT, "WeChat is unavailable", wechat.NoAnswer},
+		{"errcode with errmsg", wechattest.Fault{QRErrCode: -1, QRErrMsg: "system error"}, login.EWECHAT, "errcode -1", "-1"},
+		{"errcode with empty errmsg", wechattest.Fault{QRErrCode: 40013}, login.EWECHAT, "errcode 40013", "40013"},
+		{"quota, empty errmsg", wechattest.Fault{QRErrCode: wechat.ErrCodeQuota}, login.EQUOTA, "45009", "45009"},
+		{"quota", wechattest.Fault{QRErrCode: wechat.ErrCodeQuota, QRErrMsg: "reach max api daily quota limit"}, login.EQUOTA, "45009", "45009"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if a := s.create(t); a.status != http.StatusCreated {
@@ -177,7 +179,7 @@ func TestSceneCreationWhenWeChatMisbehaves(t *testing.T) {
 			if got := s.calls.take(); len(got) != 1 || got[0] != "qrcode/create "+tc.observed {
 				t.Errorf("observed %v, want [qrcode/create %s]", got, tc.observed)
 			}
-			standIn.SetFault(wechat.Fault{})
+			standIn.SetFault(wechattest.Fault{})
 			if a := s.create(t); a.status != http.StatusCreated {
 				t.Errorf("after WeChat recovered: %d %+v", a.status, a.body)
 			}
@@ -198,7 +200,7 @@ func TestTokenRefreshedOn40001(t *testing.T) {
 		t.Fatalf("first scene's calls: %v", got)
 	}
 
-	standIn.SetFault(wechat.Fault{RejectTokens: true}) // every token so far is now invalid
+	standIn.SetFault(wechattest.Fault{RejectTokens: true}) // every token so far is now invalid
 	tokens := standIn.TokenCalls.Load()
 	if a := s.create(t); a.status != http.StatusCreated {
 		t.Fatalf("after the token was invalidated: %d %+v", a.status, a.body)
@@ -218,7 +220,7 @@ func TestTokenRefreshedOn40001(t *testing.T) {
 	}
 
 	// WeChat answers 40001 whatever the token: one refresh, one retry, a 503.
-	standIn.SetFault(wechat.Fault{QRErrCode: wechat.ErrCodeInvalidToken, QRErrMsg: "invalid credential"})
+	standIn.SetFault(wechattest.Fault{QRErrCode: wechat.ErrCodeInvalidToken, QRErrMsg: "invalid credential"})
 	tokens = standIn.TokenCalls.Load()
 	a := s.create(t)
 	if a.status != http.StatusServiceUnavailable || !strings.Contains(a.body.Message, "40001") {
@@ -241,7 +243,7 @@ func TestSlowWeChatPilesNothingUp(t *testing.T) {
 	settle()
 	before := runtime.NumGoroutine()
 
-	standIn.SetFault(wechat.Fault{Delay: weChatSlowness})
+	standIn.SetFault(wechattest.Fault{Delay: weChatSlowness})
 	qrCalls := standIn.QRCalls.Load()
 	const browsers = 100 // above the default cap of 64
 	answers := make(chan createAnswer, browsers)
@@ -274,7 +276,7 @@ func TestSlowWeChatPilesNothingUp(t *testing.T) {
 		t.Errorf("the in-flight cap did not hold: %d timed out, %d refused, %d reached WeChat", timedOut, refused, reached)
 	}
 
-	standIn.SetFault(wechat.Fault{})
+	standIn.SetFault(wechattest.Fault{})
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		settle()

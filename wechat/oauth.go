@@ -46,6 +46,25 @@ func StandInAuthorizeURL(wechatURL, path string) string {
 	return path + rest
 }
 
+// DemoWebAuthCode asks the demo stand-in for a code of its authorisation
+// page for openID, as WeChat's page issues one when the person agrees. It
+// goes through silenceper's HTTP client like every API call, so it reaches
+// the stand-in this process's WeChat calls reach; real WeChat has no such path.
+func DemoWebAuthCode(ctx context.Context, openID string) (string, error) {
+	raw, err := util.HTTPGetContext(ctx, apiBase+DemoWebAuthCodePath+"?openid="+url.QueryEscape(openID))
+	if err != nil {
+		return "", fmt.Errorf("stand-in authorisation code: %s", Scrub(err.Error()))
+	}
+	var ans struct {
+		Code    string `json:"code"`
+		ErrCode int64  `json:"errcode"`
+	}
+	if err := json.Unmarshal(raw, &ans); err != nil || ans.Code == "" {
+		return "", fmt.Errorf("stand-in authorisation code: no code in the answer (errcode %d)", ans.ErrCode)
+	}
+	return ans.Code, nil
+}
+
 // ExchangeWebAuthCode trades the code of WeChat's authorisation page for
 // the openid (sns/oauth2/access_token; login.WebAuthExchanger). The code is
 // checked by the caller ([A-Za-z0-9_-]): silenceper puts it into the URL as is.
@@ -95,7 +114,7 @@ func (c *Client) UnionID(ctx context.Context, openID string) (string, error) {
 		}
 		return "", fmt.Errorf("user/info: access token: %s", Scrub(err.Error()))
 	}
-	raw, err := util.HTTPGetContext(ctx, "https://api.weixin.qq.com/cgi-bin/user/info?access_token="+
+	raw, err := util.HTTPGetContext(ctx, apiBase+"/cgi-bin/user/info?access_token="+
 		url.QueryEscape(tok)+"&openid="+url.QueryEscape(openID)+"&lang=zh_CN")
 	if err != nil {
 		c.observeNoAnswer(api)

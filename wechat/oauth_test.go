@@ -11,16 +11,16 @@ import (
 
 	"wxlogin/login"
 	"wxlogin/wechat"
+	"wxlogin/wechat/wechattest"
 )
 
 const oauthSecret = "app-secret-value-0123456789"
 
-func oauthClient(t *testing.T) (*wechat.Client, *wechat.StandIn, *observed) {
+func oauthClient(t *testing.T) (*wechat.Client, *wechattest.WeChat, *observed) {
 	standIn := misbehavingWeChat(t)
-	c := wechat.NewClient(wechat.Config{AppID: "wxoauthtest", AppSecret: oauthSecret, Token: "t"},
-		slog.New(slog.NewTextHandler(io.Discard, nil)))
 	calls := &observed{}
-	c.Observe = calls.add
+	c := wechat.NewClient(wechat.Config{AppID: "wxoauthtest", AppSecret: oauthSecret, Token: "t", Observe: calls.add},
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
 	return c, standIn, calls
 }
 
@@ -50,12 +50,12 @@ func TestExchangeWebAuthCode(t *testing.T) {
 	c, standIn, calls := oauthClient(t)
 	ctx := context.Background()
 
-	code := standIn.IssueWebAuthCode(wechat.WebAuthCode{OpenID: "oWebUser", UnionID: "uWebUser"})
+	code := standIn.IssueWebAuthCode(wechattest.WebAuthCode{OpenID: "oWebUser", UnionID: "uWebUser"})
 	who, err := c.ExchangeWebAuthCode(ctx, code)
 	if err != nil || who != (login.WebAuthIdentity{OpenID: "oWebUser", UnionID: "uWebUser"}) {
 		t.Fatalf("exchange: %+v %v", who, err)
 	}
-	snap := standIn.IssueWebAuthCode(wechat.WebAuthCode{OpenID: "oVirtual", Snapshot: true})
+	snap := standIn.IssueWebAuthCode(wechattest.WebAuthCode{OpenID: "oVirtual", Snapshot: true})
 	if who, err := c.ExchangeWebAuthCode(ctx, snap); err != nil || !who.Snapshot {
 		t.Fatalf("snapshot user: %+v %v", who, err)
 	}
@@ -66,8 +66,8 @@ func TestExchangeWebAuthCode(t *testing.T) {
 	}{
 		{"used again", code, login.EINVALID, "40163"},
 		{"unknown", "NoSuchCode", login.EINVALID, "40029"},
-		{"quota", standIn.IssueWebAuthCode(wechat.WebAuthCode{OpenID: "o", ErrCode: 45009}), login.EQUOTA, "45009"},
-		{"bad secret", standIn.IssueWebAuthCode(wechat.WebAuthCode{OpenID: "o", ErrCode: 40125}), login.EWECHAT, "40125"},
+		{"quota", standIn.IssueWebAuthCode(wechattest.WebAuthCode{OpenID: "o", ErrCode: 45009}), login.EQUOTA, "45009"},
+		{"bad secret", standIn.IssueWebAuthCode(wechattest.WebAuthCode{OpenID: "o", ErrCode: 40125}), login.EWECHAT, "40125"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := c.ExchangeWebAuthCode(ctx, tc.code)
@@ -87,7 +87,7 @@ func TestExchangeWebAuthCode(t *testing.T) {
 	// secret nor the code.
 	dead, cancel := context.WithCancel(ctx)
 	cancel()
-	fresh := standIn.IssueWebAuthCode(wechat.WebAuthCode{OpenID: "o"})
+	fresh := standIn.IssueWebAuthCode(wechattest.WebAuthCode{OpenID: "o"})
 	_, err = c.ExchangeWebAuthCode(dead, fresh)
 	if login.ErrorCode(err) != login.EWECHAT {
 		t.Fatalf("cancelled: %v", err)
@@ -108,11 +108,11 @@ func TestUnionIDLookup(t *testing.T) {
 	if err != nil || got != wechat.DemoUnionID(openID) {
 		t.Fatalf("unionid %q %v", got, err)
 	}
-	standIn.SetFault(wechat.Fault{UserInfoErrCode: 40003})
+	standIn.SetFault(wechattest.Fault{UserInfoErrCode: 40003})
 	if _, err := c.UnionID(ctx, openID); err == nil || !strings.Contains(err.Error(), "40003") {
 		t.Errorf("errcode: %v", err)
 	}
-	standIn.SetFault(wechat.Fault{UserInfoDelay: time.Minute})
+	standIn.SetFault(wechattest.Fault{UserInfoDelay: time.Minute})
 	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 	defer cancel()
 	began := time.Now()

@@ -39,7 +39,7 @@ func boundCallback(tb testing.TB) (*wechat.Callback, *login.Service) {
 			tb.Fatal(err)
 		}
 	}
-	return wechat.NewCallback(client, svc, fuzzToken, log), svc
+	return wechat.NewCallback(client, svc, wechat.CallbackConfig{Token: fuzzToken, Log: log}), svc
 }
 
 const otherScene = "BINDBINDBINDBINDBIND02"

@@ -8,10 +8,10 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/silenceper/wechat/v2/util"
 
 	"wxlogin/internal/redistest"
 	"wxlogin/wechat"
+	"wxlogin/wechat/wechattest"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -102,10 +102,8 @@ func TestRedisCacheRedisDown(t *testing.T) {
 // instance drops it for everyone and fetches a new one.
 func TestRedisCacheOneTokenForTheCluster(t *testing.T) {
 	rdb, prefix := newTestRedis(t)
-	standIn := wechat.NewStandIn()
-	saved := util.DefaultHTTPClient // process-wide in silenceper: restore it for other tests
-	wechat.SetHTTPClient(wechat.InProcessClient(standIn, 5*time.Second))
-	t.Cleanup(func() { util.DefaultHTTPClient = saved })
+	standIn := misbehavingWeChat(t)
+	tokensBefore := standIn.TokenCalls.Load()
 
 	cfg := wechat.Config{AppID: "wxcluster0000001", AppSecret: "s", Token: "t"}
 	cfgA, cfgB := cfg, cfg
@@ -119,19 +117,19 @@ func TestRedisCacheOneTokenForTheCluster(t *testing.T) {
 			t.Fatalf("issue QR %d: %v", i, err)
 		}
 	}
-	if n := standIn.TokenCalls.Load(); n != 1 {
+	if n := standIn.TokenCalls.Load() - tokensBefore; n != 1 {
 		t.Fatalf("token fetched %d times by two instances, want 1 (shared through Redis)", n)
 	}
 
-	standIn.SetFault(wechat.Fault{RejectTokens: true}) // WeChat forgets every token issued so far
-	standIn.SetFault(wechat.Fault{})
+	standIn.SetFault(wechattest.Fault{RejectTokens: true}) // WeChat forgets every token issued so far
+	standIn.SetFault(wechattest.Fault{})
 	if _, err := a.IssueQR(ctx, "scene-cluster-token-10", 2*time.Minute); err != nil {
 		t.Fatalf("issue QR after the token was rejected: %v", err)
 	}
 	if _, err := b.IssueQR(ctx, "scene-cluster-token-11", 2*time.Minute); err != nil {
 		t.Fatalf("other instance after the token was replaced: %v", err)
 	}
-	if n := standIn.TokenCalls.Load(); n != 2 {
+	if n := standIn.TokenCalls.Load() - tokensBefore; n != 2 {
 		t.Fatalf("token fetched %d times in all, want 2 (one refresh, shared)", n)
 	}
 }

@@ -27,9 +27,19 @@ func (r Replies) Text(res login.Result) string {
 		}
 		return strings.NewReplacer("{name}", res.Name, "{count}", strconv.FormatInt(res.LoginCount, 10)).Replace(t)
 	case login.OutcomeAlreadyUsed:
+		if res.Method == login.MethodMessageCode {
+			return "这个登录码已经有人用过了, 请刷新网页获取新的登录码。 This login code was already used; refresh the page for a new one."
+		}
 		return "这个二维码已经用过了, 请刷新网页后重新扫码。 This code was already used; refresh the page for a new one."
 	case login.OutcomeExpired:
+		if res.Method == login.MethodMessageCode {
+			return "登录码已过期, 请刷新网页获取新的登录码。 This login code has expired; refresh the page for a new one."
+		}
 		return "二维码已过期, 请刷新网页后重新扫码。 This code has expired; refresh the page for a new one."
+	case login.OutcomeCodeMiss:
+		return "没有找到这个登录码, 请核对网页上的数字, 或刷新网页获取新的登录码。 No login is waiting for this code; check the digits on the page, or refresh it for a new code."
+	case login.OutcomeTooManyAttempts:
+		return "错误的登录码太多, 请 10 分钟后再试。 Too many wrong login codes; try again in 10 minutes."
 	}
 	return ""
 }

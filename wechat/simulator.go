@@ -27,13 +27,21 @@ type Simulator struct {
 	Client    *http.Client
 }
 
-// Event is one WeChat event push.
+// Event is one WeChat push: an event, or with MsgType "text" a text message.
 type Event struct {
 	OpenID     string
+	MsgType    string // "" = event
 	Event      string // subscribe, SCAN, unsubscribe
 	EventKey   string
+	Content    string // a text message's text
 	CreateTime time.Time
 	MsgID      int64
+}
+
+// TextMessage is a text message from openID, such as a login code.
+// WeChat gives every message a MsgId; retries carry the same one.
+func TextMessage(openID, content string, msgID int64, at time.Time) Event {
+	return Event{OpenID: openID, MsgType: "text", Content: content, MsgID: msgID, CreateTime: at}
 }
 
 // ScanEvent is the push for a scan of sceneID: SCAN for a follower,
@@ -51,8 +59,9 @@ type eventXML struct {
 	FromUserName message.CDATA `xml:"FromUserName"`
 	CreateTime   int64         `xml:"CreateTime"`
 	MsgType      message.CDATA `xml:"MsgType"`
-	Event        message.CDATA `xml:"Event"`
-	EventKey     message.CDATA `xml:"EventKey"`
+	Event        message.CDATA `xml:"Event,omitempty"`
+	EventKey     message.CDATA `xml:"EventKey,omitempty"`
+	Content      message.CDATA `xml:"Content,omitempty"`
 	MsgID        int64         `xml:"MsgId,omitempty"`
 }
 
@@ -74,13 +83,18 @@ func (s *Simulator) Send(ctx context.Context, ev Event) (Reply, error) {
 
 // Request builds the signed HTTP request WeChat would send at time at.
 func (s *Simulator) Request(ctx context.Context, ev Event, at time.Time) (*http.Request, error) {
+	msgType := ev.MsgType
+	if msgType == "" {
+		msgType = "event"
+	}
 	raw, err := xml.Marshal(eventXML{
 		ToUserName:   message.CDATA(s.accountID()),
 		FromUserName: message.CDATA(ev.OpenID),
 		CreateTime:   ev.CreateTime.Unix(),
-		MsgType:      "event",
+		MsgType:      message.CDATA(msgType),
 		Event:        message.CDATA(ev.Event),
 		EventKey:     message.CDATA(ev.EventKey),
+		Content:      message.CDATA(ev.Content),
 		MsgID:        ev.MsgID,
 	})
 	if err != nil {

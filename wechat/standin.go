@@ -1,37 +1,31 @@
 package wechat
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/silenceper/wechat/v2/officialaccount/basic"
-	"github.com/silenceper/wechat/v2/util"
 )
 
 // StandIn is an offline stand-in for the parts of WeChat's API that wxlogin
-// calls (access tokens and qrcode/create). Demo mode and tests point
-// silenceper at it; faults can be injected to test a misbehaving WeChat.
+// calls (access tokens, qrcode/create, sns/oauth2/access_token, user/info).
+// Demo mode points silenceper at it; it always behaves (tests that need a
+// misbehaving WeChat wrap it, see package wechattest).
 type StandIn struct {
 	mu       sync.Mutex
 	tokens   map[string]bool
-	fault    Fault
 	webCodes map[string]*webAuthCode // codes of the stand-in's authorisation page
-
-	QRCalls       atomic.Int64
-	TokenCalls    atomic.Int64
-	WebAuthCalls  atomic.Int64 // sns/oauth2/access_token
-	UserInfoCalls atomic.Int64
 }
 
 // WebAuthCode says who a code of the stand-in's authorisation page stands
@@ -40,7 +34,6 @@ type WebAuthCode struct {
 	OpenID   string
 	UnionID  string // answered with the exchange when set
 	Snapshot bool   // answer is_snapshotuser=1 (WeChat's snapshot page)
-	ErrCode  int64  // answer the exchange with this errcode instead
 }
 
 type webAuthCode struct {
@@ -52,32 +45,9 @@ type webAuthCode struct {
 // webAuthCodeTTL is how long WeChat's authorisation codes live.
 const webAuthCodeTTL = 5 * time.Minute
 
-// Fault makes the stand-in misbehave.
-type Fault struct {
-	Delay      time.Duration // before answering qrcode/create
-	QRErrCode  int64         // answer qrcode/create with this errcode
-	QRErrMsg   string        // and this errmsg (may be empty, as WeChat sometimes does)
-	HTTPStatus int           // answer qrcode/create with this HTTP status
-	// RejectTokens makes qrcode/create answer 40001 for every token issued so far.
-	RejectTokens bool
-	// UserInfoDelay and UserInfoErrCode make cgi-bin/user/info slow or failing.
-	UserInfoDelay   time.Duration
-	UserInfoErrCode int64
-}
-
-// NewStandIn returns a stand-in with no faults.
+// NewStandIn returns a stand-in that knows no tokens and no codes yet.
 func NewStandIn() *StandIn {
 	return &StandIn{tokens: make(map[string]bool), webCodes: make(map[string]*webAuthCode)}
-}
-
-// SetFault changes how the stand-in misbehaves (the zero Fault heals it).
-func (s *StandIn) SetFault(f Fault) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.fault = f
-	if f.RejectTokens {
-		clear(s.tokens)
-	}
 }
 
 // ServeHTTP answers WeChat API calls.
@@ -85,46 +55,26 @@ func (s *StandIn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	switch r.URL.Path {
 	case "/cgi-bin/token", "/cgi-bin/stable_token":
-		s.TokenCalls.Add(1)
 		tok := "standin-" + randomString(24)
 		s.mu.Lock()
 		s.tokens[tok] = true
 		s.mu.Unlock()
 		writeJSON(w, map[string]any{"access_token": tok, "expires_in": 7200})
 	case "/cgi-bin/qrcode/create":
-		s.QRCalls.Add(1)
 		s.qrCreate(w, r)
 	case "/sns/oauth2/access_token":
-		s.WebAuthCalls.Add(1)
 		s.webAuthExchange(w, r)
 	case "/cgi-bin/user/info":
-		s.UserInfoCalls.Add(1)
 		s.userInfo(w, r)
+	case DemoWebAuthCodePath:
+		s.demoWebAuthCode(w, r)
 	default:
 		writeJSON(w, map[string]any{"errcode": 40066, "errmsg": "invalid url"})
 	}
 }
 
 func (s *StandIn) qrCreate(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	f := s.fault
-	known := s.tokens[r.URL.Query().Get("access_token")]
-	s.mu.Unlock()
-	if f.Delay > 0 {
-		select {
-		case <-time.After(f.Delay):
-		case <-r.Context().Done():
-			return
-		}
-	}
-	switch {
-	case f.HTTPStatus != 0:
-		w.WriteHeader(f.HTTPStatus)
-		return
-	case f.QRErrCode != 0:
-		writeJSON(w, map[string]any{"errcode": f.QRErrCode, "errmsg": f.QRErrMsg})
-		return
-	case !known:
+	if !s.knows(r.URL.Query().Get("access_token")) {
 		writeJSON(w, map[string]any{"errcode": ErrCodeInvalidToken, "errmsg": "invalid credential, access_token is invalid or not latest"})
 		return
 	}
@@ -167,18 +117,59 @@ func InProcessClient(h http.Handler, timeout time.Duration) *http.Client {
 type inProcessTransport struct{ h http.Handler }
 
 func (t inProcessTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	rec := httptest.NewRecorder()
+	w := newBufferedResponse(r)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		t.h.ServeHTTP(rec, r)
+		t.h.ServeHTTP(w, r)
 	}()
 	select {
 	case <-done:
-		return rec.Result(), nil
+		return w.response(), nil
 	case <-r.Context().Done():
-		<-done // the stand-in watches the same context
+		<-done // the handler watches the same context
 		return nil, r.Context().Err()
+	}
+}
+
+// bufferedResponse is the ResponseWriter of an in-process call: the whole
+// answer is kept, then handed back as an *http.Response.
+type bufferedResponse struct {
+	req    *http.Request
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func newBufferedResponse(r *http.Request) *bufferedResponse {
+	return &bufferedResponse{req: r, header: make(http.Header)}
+}
+
+func (b *bufferedResponse) Header() http.Header { return b.header }
+
+func (b *bufferedResponse) WriteHeader(status int) {
+	if b.status == 0 {
+		b.status = status
+	}
+}
+
+func (b *bufferedResponse) Write(p []byte) (int, error) {
+	b.WriteHeader(http.StatusOK)
+	return b.body.Write(p)
+}
+
+func (b *bufferedResponse) response() *http.Response {
+	b.WriteHeader(http.StatusOK)
+	return &http.Response{
+		Status:        fmt.Sprintf("%d %s", b.status, http.StatusText(b.status)),
+		StatusCode:    b.status,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        b.header,
+		Body:          io.NopCloser(bytes.NewReader(b.body.Bytes())),
+		ContentLength: int64(b.body.Len()),
+		Request:       b.req,
 	}
 }
 
@@ -208,30 +199,6 @@ func randomString(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return base64.RawURLEncoding.EncodeToString(b)[:n]
-}
-
-var (
-	demoOnce    sync.Once
-	demoStandIn *StandIn
-)
-
-// UseDemoStandIn points silenceper at one process-wide in-process stand-in
-// (silenceper's HTTP client is a global: several demo instances in one
-// process share it). It returns that stand-in.
-func UseDemoStandIn(timeout time.Duration) *StandIn {
-	demoOnce.Do(func() {
-		demoStandIn = NewStandIn()
-		SetHTTPClient(InProcessClient(demoStandIn, timeout))
-	})
-	return demoStandIn
-}
-
-// UseTimeout gives silenceper's HTTP client a timeout, unless a client was
-// already installed (tests install one pointing at a stand-in).
-func UseTimeout(timeout time.Duration) {
-	if util.DefaultHTTPClient == http.DefaultClient {
-		SetHTTPClient(&http.Client{Timeout: timeout})
-	}
 }
 
 // IssueWebAuthCode is what WeChat's authorisation page does when the person
@@ -270,8 +237,6 @@ func (s *StandIn) webAuthExchange(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]any{"errcode": ErrCodeInvalidCode, "errmsg": "invalid code"})
 	case used:
 		writeJSON(w, map[string]any{"errcode": ErrCodeCodeUsed, "errmsg": "code been used"})
-	case c.ErrCode != 0:
-		writeJSON(w, map[string]any{"errcode": c.ErrCode, "errmsg": "stand-in fault"})
 	default:
 		ans := map[string]any{"access_token": "standin-web-" + randomString(24), "expires_in": 7200,
 			"refresh_token": "standin-refresh-" + randomString(24), "openid": c.OpenID, "scope": "snsapi_base"}
@@ -288,22 +253,9 @@ func (s *StandIn) webAuthExchange(w http.ResponseWriter, r *http.Request) {
 // userInfo answers cgi-bin/user/info for a follower, with the unionid an
 // account bound to an Open Platform account gets (DemoUnionID).
 func (s *StandIn) userInfo(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	f := s.fault
-	known := s.tokens[r.URL.Query().Get("access_token")]
-	s.mu.Unlock()
-	if f.UserInfoDelay > 0 {
-		select {
-		case <-time.After(f.UserInfoDelay):
-		case <-r.Context().Done():
-			return
-		}
-	}
 	openID := r.URL.Query().Get("openid")
 	switch {
-	case f.UserInfoErrCode != 0:
-		writeJSON(w, map[string]any{"errcode": f.UserInfoErrCode, "errmsg": "stand-in fault"})
-	case !known:
+	case !s.knows(r.URL.Query().Get("access_token")):
 		writeJSON(w, map[string]any{"errcode": ErrCodeInvalidToken, "errmsg": "invalid credential"})
 	case openID == "":
 		writeJSON(w, map[string]any{"errcode": 40003, "errmsg": "invalid openid"})
@@ -318,4 +270,28 @@ func (s *StandIn) userInfo(w http.ResponseWriter, r *http.Request) {
 func DemoUnionID(openID string) string {
 	sum := sha256.Sum256([]byte("standin unionid\x00" + openID))
 	return "uDEMO" + hex.EncodeToString(sum[:12])
+}
+
+// knows reports whether the stand-in issued the access token.
+func (s *StandIn) knows(token string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tokens[token]
+}
+
+// DemoWebAuthCodePath is where the stand-in issues a code of its
+// authorisation page: not a WeChat API, but what WeChat's page does when the
+// person agrees. Demo mode reaches it through silenceper's HTTP client, the
+// one way to the stand-in of this process.
+const DemoWebAuthCodePath = "/standin/webauth/code"
+
+func (s *StandIn) demoWebAuthCode(w http.ResponseWriter, r *http.Request) {
+	openID := r.URL.Query().Get("openid")
+	if openID == "" {
+		writeJSON(w, map[string]any{"errcode": 40003, "errmsg": "invalid openid"})
+		return
+	}
+	// As if the demo account were bound to an Open Platform account.
+	code := s.IssueWebAuthCode(WebAuthCode{OpenID: openID, UnionID: DemoUnionID(openID)})
+	writeJSON(w, map[string]any{"code": code})
 }

@@ -11,23 +11,23 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"wxlogin/internal/ssetest"
 )
 
 // sseEvent is one dispatched Server-Sent Event.
 type sseEvent struct {
-	ID    string
-	Event string
-	Data  []byte
-	Retry string
-	At    time.Time // when its terminating blank line was read
+	ID, Event, Data string
+	At              time.Time // when its terminating blank line was read
 }
 
-// sseStream is one open text/event-stream response, read with a real SSE
-// parser (fields, comments, multi-line data, CRLF or LF line ends).
+// sseStream is one open text/event-stream response, read with the tests'
+// SSE parser (the WHATWG rules: fields, comments, multi-line data, CRLF, LF
+// or CR line ends).
 type sseStream struct {
 	conn   net.Conn
 	body   io.ReadCloser
-	r      *bufio.Reader
+	events *ssetest.Reader
 	Header http.Header
 }
 
@@ -80,50 +80,23 @@ func openSSE(ctx context.Context, d *sourceDialer, addr, path string, header htt
 	if len(resp.TransferEncoding) > 0 {
 		r = bufio.NewReaderSize(body, 1024) // chunked: parse the de-chunked body
 	}
-	return &sseStream{conn: conn, body: body, r: r, Header: resp.Header}, nil
+	return &sseStream{conn: conn, body: body, events: ssetest.NewReader(r), Header: resp.Header}, nil
 }
 
-// Next reads until the next event is dispatched. Comments (heartbeats) are
-// skipped. io.EOF means the server ended the stream.
+// Next reads until the next event is dispatched. Comments (heartbeats) and
+// blocks that only set the retry time are skipped. io.EOF means the server
+// ended the stream.
 func (s *sseStream) Next() (sseEvent, error) {
-	var ev sseEvent
-	var data [][]byte
-	hasData := false
 	for {
-		line, err := s.r.ReadBytes('\n')
+		ev, err := s.events.Next()
 		if err != nil {
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 				return sseEvent{}, io.EOF
 			}
 			return sseEvent{}, err
 		}
-		line = bytes.TrimRight(line, "\r\n")
-		if len(line) == 0 {
-			if !hasData {
-				// Per the SSE spec a block without data (a bare retry
-				// field, say) dispatches nothing.
-				ev = sseEvent{}
-				continue
-			}
-			ev.Data = bytes.Join(data, []byte("\n"))
-			ev.At = time.Now()
-			return ev, nil
-		}
-		if line[0] == ':' {
-			continue // comment
-		}
-		field, value, _ := bytes.Cut(line, []byte(":"))
-		value = bytes.TrimPrefix(value, []byte(" "))
-		switch string(field) {
-		case "event":
-			ev.Event = string(value)
-		case "data":
-			data = append(data, value)
-			hasData = true
-		case "id":
-			ev.ID = string(value)
-		case "retry":
-			ev.Retry = string(value)
+		if ev.Dispatched {
+			return sseEvent{ID: ev.ID, Event: ev.Event, Data: ev.Data, At: time.Now()}, nil
 		}
 	}
 }

@@ -90,7 +90,7 @@ func (t *wxloginTarget) fire(ctx context.Context, tr *trigger) error {
 
 func (t *wxloginTarget) check(tr *trigger, ev sseEvent) error {
 	var v login.View
-	if err := json.Unmarshal(ev.Data, &v); err != nil {
+	if err := json.Unmarshal([]byte(ev.Data), &v); err != nil {
 		return fmt.Errorf("event data: %w", err)
 	}
 	switch {
@@ -148,7 +148,7 @@ func (t *sseBaselineTarget) check(tr *trigger, ev sseEvent) error {
 	var d struct {
 		Seq int64 `json:"seq"`
 	}
-	if err := json.Unmarshal(ev.Data, &d); err != nil || d.Seq != tr.seq {
+	if err := json.Unmarshal([]byte(ev.Data), &d); err != nil || d.Seq != tr.seq {
 		return fmt.Errorf("stream %s: event %s, want seq %d", tr.w.ID, ev.Data, tr.seq)
 	}
 	return nil
