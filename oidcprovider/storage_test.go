@@ -59,4 +59,3 @@ func TestAccessTokenIDRoundTrip(t *testing.T) {
 		}
 	}
 }
-
