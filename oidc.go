@@ -89,22 +89,22 @@ func oidcRecords(store login.Store, rdb *redis.Client, prefix string) (oidcprovi
 // in demo mode). The issuer is WXLOGIN_PUBLIC_URL, or in demo mode without it
 // the address this process listens on.
 func mountOIDC(ctx context.Context, cfg *config, log *slog.Logger, e *echo.Echo, store login.Store, rdb *redis.Client,
-	svc *login.Service, self string) error {
+	svc *login.Service, self string) (purge func(context.Context) (int, error), err error) {
 	issuer := cfg.PublicURL
 	if issuer == "" {
 		issuer = self
 	}
 	clients, err := oidcClients(cfg, issuer)
 	if err != nil || len(clients) == 0 {
-		return err
+		return nil, err
 	}
 	records, err := oidcRecords(store, rdb, cfg.RedisPrefix)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	demoPage, err := fs.ReadFile(static.Files, "index.html")
 	if err != nil {
-		return fmt.Errorf("OIDC login page: %w", err)
+		return nil, fmt.Errorf("OIDC login page: %w", err)
 	}
 	p, err := oidcprovider.New(ctx, oidcprovider.Config{
 		Issuer: issuer, Clients: clients, DemoPage: demoPage, Records: records, Users: store,
@@ -112,11 +112,11 @@ func mountOIDC(ctx context.Context, cfg *config, log *slog.Logger, e *echo.Echo,
 		KeysAtFirstUse: cfg.Demo(),
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	p.Register(e, cfg.Demo())
 	log.Info("OpenID Connect provider on", "issuer", issuer, "clients", len(clients))
-	return nil
+	return records.PurgeExpired, nil
 }
 
 // runOIDC runs `wxlogin oidc rotate-keys`.

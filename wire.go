@@ -196,7 +196,8 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, self string) (*ap
 		}
 	}
 	e := handlers.New(a.svc, m.Streams(a.hub), hcfg)
-	if err := mountOIDC(ctx, cfg, log, e, store, rdb, a.svc, self); err != nil {
+	purgeOIDC, err := mountOIDC(ctx, cfg, log, e, store, rdb, a.svc, self)
+	if err != nil {
 		a.hub.Close()
 		store.Close()
 		return nil, err
@@ -208,8 +209,16 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, self string) (*ap
 	a.bg.Add(1)
 	go func() {
 		defer a.bg.Done()
-		sweep(bgCtx, a.svc, cfg.SweepInterval, log)
+		// Scenes expire and go on time, so streams learn of expiry.
+		every(bgCtx, cfg.SweepInterval, "sweep", a.svc.Sweep, log)
 	}()
+	if purgeOIDC != nil {
+		a.bg.Add(1)
+		go func() {
+			defer a.bg.Done()
+			every(bgCtx, oidcPurgeInterval, "purge OIDC records", purgeOIDC, log)
+		}()
+	}
 	return a, nil
 }
 
@@ -300,9 +309,14 @@ func demoWeChat(cfg *config, log *slog.Logger) wechat.Config {
 	return wechat.Config{AppID: demoAppID, AppSecret: "demo-secret", Token: token, AESKey: cfg.AESKey}
 }
 
-// sweep expires and deletes scenes on time, so streams learn of expiry.
-func sweep(ctx context.Context, svc *login.Service, every time.Duration, log *slog.Logger) {
-	t := time.NewTicker(every)
+// oidcPurgeInterval is how often expired OIDC records go: finished
+// authorization requests hold a user's id and openid, and a quiet instance
+// would otherwise keep them until the next request.
+const oidcPurgeInterval = time.Minute
+
+// every runs job at each tick until ctx ends, logging its failures.
+func every(ctx context.Context, interval time.Duration, what string, job func(context.Context) (int, error), log *slog.Logger) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
@@ -310,8 +324,8 @@ func sweep(ctx context.Context, svc *login.Service, every time.Duration, log *sl
 			return
 		case <-t.C:
 		}
-		if _, err := svc.Sweep(ctx); err != nil && !errors.Is(err, context.Canceled) {
-			log.Warn("sweep", "err", err)
+		if _, err := job(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			log.Warn(what, "err", err)
 		}
 	}
 }
