@@ -93,17 +93,13 @@ func Move(ctx context.Context, from, to Movable, force bool, now time.Time) (Mov
 		}
 		wrote, err := to.ImportSession(ctx, s)
 		if err != nil {
-			err = fmt.Errorf("session of user %s: %w", s.UserID, err)
-			break
+			return rep, fmt.Errorf("move sessions: session of user %s: %w", s.UserID, err)
 		}
 		if wrote {
 			rep.Sessions++
 		} else {
 			rep.SessionsKept++
 		}
-	}
-	if err != nil {
-		return rep, fmt.Errorf("move sessions: %w", err)
 	}
 	return rep, nil
 }
