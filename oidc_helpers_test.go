@@ -19,6 +19,8 @@ import (
 
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
+
+	"wxlogin/internal/random"
 	"wxlogin/wechat"
 )
 
@@ -101,7 +103,7 @@ type authRequest struct {
 }
 
 func (r *rp) start(opts ...oauth2.AuthCodeOption) authRequest {
-	a := authRequest{State: randomString(16), Nonce: randomString(16), Verifier: oauth2.GenerateVerifier()}
+	a := authRequest{State: random.String(16), Nonce: random.String(16), Verifier: oauth2.GenerateVerifier()}
 	opts = append(opts, gooidc.Nonce(a.Nonce), oauth2.S256ChallengeOption(a.Verifier))
 	a.URL = r.oauth.AuthCodeURL(a.State, opts...)
 	return a

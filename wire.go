@@ -2,13 +2,10 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +15,7 @@ import (
 
 	"wxlogin/events"
 	"wxlogin/handlers"
+	"wxlogin/internal/random"
 	"wxlogin/login"
 	"wxlogin/metrics"
 	"wxlogin/static"
@@ -301,7 +299,7 @@ func weChatHTTPClient(getenv func(string) string) *http.Client {
 func demoWeChat(cfg *config, log *slog.Logger) wechat.Config {
 	token := cfg.Token
 	if token == "" {
-		token = randomString(24)
+		token = random.String(24)
 		log.Warn("DEMO MODE: callback token generated for this run", "wechat_token", token)
 	}
 	log.Warn("DEMO MODE: no WECHAT_APPID set. WeChat's API is simulated in-process and " +
@@ -358,10 +356,4 @@ func ipExtractor(cfg *config) echo.IPExtractor {
 		opts = append(opts, echo.TrustIPRange(n))
 	}
 	return echo.ExtractIPFromXFFHeader(opts...)
-}
-
-func randomString(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return strings.TrimRight(base64.RawURLEncoding.EncodeToString(b), "=")[:n]
 }

@@ -544,22 +544,32 @@ type DevScanRequest struct {
 // DemoOpenID is the demo's one user, so repeated demo logins count up.
 const DemoOpenID = "oDEMO_wxlogin_demo_user_0001"
 
+// demoActor authorises a simulated WeChat action for its scene (the page
+// holds the scene's secret, so it can act only for its own scene) and names
+// who acts: the demo's one user unless the request names another.
+func (a *API) demoActor(c echo.Context, sceneID, openID string) (string, error) {
+	if _, err := a.svc.Authorize(c.Request().Context(), sceneID, sceneSecret(c, sceneID)); err != nil {
+		return "", err
+	}
+	if openID == "" {
+		openID = DemoOpenID
+	}
+	return openID, nil
+}
+
 func (a *API) devScan(c echo.Context) error {
 	var req DevScanRequest
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
-	ctx := c.Request().Context()
-	if _, err := a.svc.Authorize(ctx, req.SceneID, sceneSecret(c, req.SceneID)); err != nil {
+	openID, err := a.demoActor(c, req.SceneID, req.OpenID)
+	if err != nil {
 		return err
 	}
-	if req.OpenID == "" {
-		req.OpenID = DemoOpenID
-	}
-	if len(req.OpenID) > 64 {
+	if len(openID) > 64 {
 		return login.Errorf(login.EINVALID, "openid is too long")
 	}
-	text, err := a.cfg.DevScan(ctx, req.SceneID, req.OpenID, req.FirstFollow)
+	text, err := a.cfg.DevScan(c.Request().Context(), req.SceneID, openID, req.FirstFollow)
 	if err != nil {
 		return &login.Error{Code: login.EUNAVAILABLE, Message: "the simulated WeChat callback failed", Err: err}
 	}
@@ -583,17 +593,14 @@ func (a *API) devSendCode(c echo.Context) error {
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
-	ctx := c.Request().Context()
-	if _, err := a.svc.Authorize(ctx, req.SceneID, sceneSecret(c, req.SceneID)); err != nil {
+	openID, err := a.demoActor(c, req.SceneID, req.OpenID)
+	if err != nil {
 		return err
 	}
-	if req.OpenID == "" {
-		req.OpenID = DemoOpenID
-	}
-	if len(req.OpenID) > 64 || len(req.Code) > 64 {
+	if len(openID) > 64 || len(req.Code) > 64 {
 		return login.Errorf(login.EINVALID, "openid or code is too long")
 	}
-	text, err := a.cfg.DevSendCode(ctx, req.OpenID, req.Code)
+	text, err := a.cfg.DevSendCode(c.Request().Context(), openID, req.Code)
 	if err != nil {
 		return &login.Error{Code: login.EUNAVAILABLE, Message: "the simulated WeChat message failed", Err: err}
 	}

@@ -2,7 +2,6 @@ package oidcprovider
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -18,6 +17,7 @@ import (
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
 
+	"wxlogin/internal/random"
 	"wxlogin/login"
 )
 
@@ -163,7 +163,7 @@ func (s *store) CreateAuthRequest(ctx context.Context, req *oidc.AuthRequest, _ 
 	now := s.now().UTC()
 	s.purgeNow(ctx, now)
 	a := &authRequest{
-		ID: randomID(), ClientID: req.ClientID, RedirectURI: req.RedirectURI, State: req.State,
+		ID: random.Token(18), ClientID: req.ClientID, RedirectURI: req.RedirectURI, State: req.State,
 		Nonce: req.Nonce, Scopes: req.Scopes, ResponseType: req.ResponseType, ResponseMode: req.ResponseMode,
 		CodeChallenge: req.CodeChallenge, CodeChallengeMethod: req.CodeChallengeMethod,
 		Prompt: req.Prompt, MaxAge: req.MaxAge, CreatedAt: now,
@@ -272,7 +272,7 @@ func (s *store) CreateAccessToken(ctx context.Context, req op.TokenRequest) (str
 	}
 	exp := s.now().Add(accessTokenTTL).UTC()
 	id := strings.Join([]string{strconv.FormatInt(exp.Unix(), 10), claimSet(a.Scopes).flags(),
-		base64.RawURLEncoding.EncodeToString([]byte(a.OpenID)), randomID()}, ".")
+		base64.RawURLEncoding.EncodeToString([]byte(a.OpenID)), random.Token(18)}, ".")
 	return id, exp, nil
 }
 
@@ -463,10 +463,4 @@ func (s *store) Health(ctx context.Context) error {
 func codeKey(code string) string {
 	h := sha256.Sum256([]byte(code))
 	return base64.RawURLEncoding.EncodeToString(h[:])
-}
-
-func randomID() string {
-	b := make([]byte, 18)
-	_, _ = rand.Read(b)
-	return base64.RawURLEncoding.EncodeToString(b)
 }

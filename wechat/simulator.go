@@ -13,6 +13,8 @@ import (
 
 	"github.com/silenceper/wechat/v2/officialaccount/message"
 	"github.com/silenceper/wechat/v2/util"
+
+	"wxlogin/internal/random"
 )
 
 // Simulator plays WeChat's servers: it sends correctly signed callbacks, in
@@ -101,7 +103,7 @@ func (s *Simulator) Request(ctx context.Context, ev Event, at time.Time) (*http.
 		return nil, fmt.Errorf("encode event: %w", err)
 	}
 	timestamp := strconv.FormatInt(at.Unix(), 10)
-	nonce := randomString(10)
+	nonce := random.String(10)
 	q := url.Values{}
 	q.Set("signature", util.Signature(s.Token, timestamp, nonce))
 	q.Set("timestamp", timestamp)
@@ -109,7 +111,7 @@ func (s *Simulator) Request(ctx context.Context, ev Event, at time.Time) (*http.
 	q.Set("openid", ev.OpenID)
 	body := raw
 	if s.AESKey != "" {
-		random := []byte(randomString(16))
+		random := []byte(random.String(16))
 		enc, err := util.EncryptMsg(random, raw, s.AppID, s.AESKey)
 		if err != nil {
 			return nil, fmt.Errorf("encrypt event: %w", err)
@@ -183,4 +185,4 @@ func (s *Simulator) accountID() string {
 }
 
 // RandomOpenID returns an openid-shaped random string (demo users).
-func RandomOpenID() string { return "o" + randomString(27) }
+func RandomOpenID() string { return "o" + random.String(27) }

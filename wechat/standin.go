@@ -2,7 +2,6 @@ package wechat
 
 import (
 	"bytes"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -16,6 +15,8 @@ import (
 	"time"
 
 	"github.com/silenceper/wechat/v2/officialaccount/basic"
+
+	"wxlogin/internal/random"
 )
 
 // StandIn is an offline stand-in for the parts of WeChat's API that wxlogin
@@ -55,7 +56,7 @@ func (s *StandIn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	switch r.URL.Path {
 	case "/cgi-bin/token", "/cgi-bin/stable_token":
-		tok := "standin-" + randomString(24)
+		tok := "standin-" + random.String(24)
 		s.mu.Lock()
 		s.tokens[tok] = true
 		s.mu.Unlock()
@@ -195,16 +196,10 @@ func writeJSON(w http.ResponseWriter, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-func randomString(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return base64.RawURLEncoding.EncodeToString(b)[:n]
-}
-
 // IssueWebAuthCode is what WeChat's authorisation page does when the person
 // agrees: a fresh code, good for one exchange within 5 minutes.
 func (s *StandIn) IssueWebAuthCode(c WebAuthCode) string {
-	code := randomString(32)
+	code := random.String(32)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
@@ -238,8 +233,8 @@ func (s *StandIn) webAuthExchange(w http.ResponseWriter, r *http.Request) {
 	case used:
 		writeJSON(w, map[string]any{"errcode": ErrCodeCodeUsed, "errmsg": "code been used"})
 	default:
-		ans := map[string]any{"access_token": "standin-web-" + randomString(24), "expires_in": 7200,
-			"refresh_token": "standin-refresh-" + randomString(24), "openid": c.OpenID, "scope": "snsapi_base"}
+		ans := map[string]any{"access_token": "standin-web-" + random.String(24), "expires_in": 7200,
+			"refresh_token": "standin-refresh-" + random.String(24), "openid": c.OpenID, "scope": "snsapi_base"}
 		if c.Snapshot {
 			ans["is_snapshotuser"] = 1
 		}

@@ -16,3 +16,10 @@ func Token(n int) string {
 	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms
 	return base64.RawURLEncoding.EncodeToString(b)
 }
+
+// String returns exactly n random base64url characters, for values whose
+// length is fixed by someone else (WeChat's tokens, nonces and openids in
+// the stand-in, the demo's callback token).
+func String(n int) string {
+	return Token((3*n + 3) / 4)[:n]
+}

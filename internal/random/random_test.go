@@ -2,6 +2,7 @@ package random
 
 import (
 	"encoding/base64"
+	"strings"
 	"testing"
 )
 
@@ -21,6 +22,20 @@ func TestToken(t *testing.T) {
 				t.Fatalf("Token(%d) repeated %q", n, tok)
 			}
 			seen[tok] = true
+		}
+	}
+}
+
+func TestString(t *testing.T) {
+	for n := range 40 {
+		s := String(n)
+		if len(s) != n {
+			t.Fatalf("String(%d) has %d characters: %q", n, len(s), s)
+		}
+		for _, c := range s {
+			if !strings.ContainsRune("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", c) {
+				t.Fatalf("String(%d) = %q has %q", n, s, c)
+			}
 		}
 	}
 }
